@@ -1,0 +1,211 @@
+import Foundation
+import SigilCrypto
+import Synchronization
+
+/// The CA: its authorities (cached from the store), issuance, and the rotation steps the planner asks for.
+///
+/// Issuance reads an immutable snapshot under a short lock and signs outside it, so concurrent requests
+/// sign in parallel; only state changes go through the store.
+public final class CertificateAuthority: Sendable {
+    public let configuration: AuthorityConfiguration
+    public let issuer: CertificateIssuer
+    public let planner: RotationPlanner
+    private let store: any CAStore
+    private let clock: any WallClock
+    private let state = Mutex<Snapshot?>(nil)
+
+    /// The cached view of the store: all authorities and the active intermediate with its key.
+    public struct Snapshot: Sendable {
+        public let authorities: AuthoritySet
+        public let signer: SigningAuthority?
+        public let bundleSequence: Int64
+    }
+
+    public init(
+        store: any CAStore, configuration: AuthorityConfiguration, policy: IssuancePolicy,
+        rotation: RotationPolicy = RotationPolicy(), clock: any WallClock
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.issuer = CertificateIssuer(policy: policy)
+        self.planner = RotationPlanner(policy: rotation)
+        self.clock = clock
+    }
+
+    /// Creates the first root (or imports `upstream`) and intermediate when the store has none.
+    /// - Returns: true if it created authorities, false if the store already had some.
+    @discardableResult
+    public func bootstrap(upstream: SigningIdentity? = nil) async throws -> Bool {
+        guard try await store.authorities().isEmpty else {
+            try await reload()
+            return false
+        }
+        let now = clock.now
+        let root: AuthorityRecord
+        let rootKey: PrivateKey
+        if let upstream {
+            try Self.checkUpstream(upstream, trustDomain: configuration.trustDomain, at: now)
+            root = AuthorityRecord(role: .root, state: .active, certificate: upstream.certificate, parentID: nil, isUpstream: true, createdAt: now)
+            rootKey = upstream.key
+        } else {
+            (root, rootKey) = try AuthorityFactory.makeRoot(configuration, state: .active, at: now)
+        }
+        try await store.insertAuthority(root, key: rootKey)
+        let intermediate = try AuthorityFactory.makeIntermediate(configuration, parent: root, parentKey: rootKey, state: .active, at: now)
+        try await store.insertAuthority(intermediate.record, key: intermediate.key)
+        try await reload()
+        return true
+    }
+
+    /// Re-reads authorities from the store (after a change here or by another replica).
+    public func reload() async throws {
+        let authorities = AuthoritySet(try await store.authorities())
+        let sequence = try await store.bundleSequence()
+        var signer: SigningAuthority? = nil
+        if let active = authorities.active(.intermediate) {
+            let cachedKey = state.withLock { $0?.signer?.record.id == active.id ? $0?.signer?.identity.key : nil }
+            let key: PrivateKey
+            if let cachedKey { key = cachedKey } else { key = try await store.authorityKey(id: active.id) }
+            signer = SigningAuthority(record: active, key: key, chain: authorities.chain(from: active))
+        }
+        let snapshot = Snapshot(authorities: authorities, signer: signer, bundleSequence: sequence)
+        state.withLock { $0 = snapshot }
+    }
+
+    /// The current snapshot (loads it on first use).
+    public func snapshot() async throws -> Snapshot {
+        if let cached = state.withLock({ $0 }) { return cached }
+        try await reload()
+        guard let loaded = state.withLock({ $0 }) else { throw CAError(.storeUnavailable, reason: "no snapshot") }
+        return loaded
+    }
+
+    /// The active intermediate, or `no_active_authority`.
+    public func signingAuthority() async throws -> SigningAuthority {
+        guard let signer = try await snapshot().signer else {
+            throw CAError(.noActiveAuthority, reason: "no active intermediate authority")
+        }
+        return signer
+    }
+
+    /// Signs a leaf for `request` (policy → sign → self-check). Does not record it: the caller commits the
+    /// inventory row (and audit record) before the certificate leaves.
+    public func sign(_ request: IssuanceRequest) async throws -> IssuedCertificate {
+        let signer = try await signingAuthority()
+        return try issuer.issue(request, by: signer, at: clock.now)
+    }
+
+    /// Signs and records a leaf in the inventory (offline issuance: `sigil issue`).
+    public func issue(_ request: IssuanceRequest) async throws -> IssuedCertificate {
+        let issued = try await sign(request)
+        try await store.recordIssued(issued.inventoryRecord(issuedAt: clock.now))
+        return issued
+    }
+
+    /// The planner's slot for `role` in `authorities`.
+    public func slot(for role: AuthorityRole, in authorities: AuthoritySet) -> AuthoritySlot {
+        func validity(_ record: AuthorityRecord?) -> AuthoritySlot.Validity? {
+            record.map { AuthoritySlot.Validity(notBefore: $0.notBefore, notAfter: $0.notAfter) }
+        }
+        let active = authorities.active(role)
+        switch role {
+        case .root:
+            return AuthoritySlot(active: validity(active), prepared: validity(authorities.prepared(.root)))
+        case .intermediate:
+            let currentRoot = authorities.active(.root)?.id
+            return AuthoritySlot(
+                active: validity(active), prepared: validity(authorities.prepared(.intermediate)),
+                issuerIsCurrent: active == nil || active?.parentID == currentRoot,
+                minimumRemaining: issuer.policy.defaultTTL)
+        }
+    }
+
+    /// Asks the planner what to do for `role` now. Upstream roots are never rotated by Sigil.
+    public func plan(_ role: AuthorityRole) async throws -> RotationAction {
+        let authorities = try await snapshot().authorities
+        let now = clock.now
+        if role == .root, let root = authorities.active(.root), root.isUpstream {
+            return root.isExpired(at: now)
+                ? .renew(reason: "upstream root expired: import a new one")
+                : .none(nextCheck: root.notAfter)
+        }
+        return planner.action(for: slot(for: role, in: authorities), at: now)
+    }
+
+    /// Carries out `action` for `role`; returns the ids of authorities created or changed.
+    @discardableResult
+    public func perform(_ action: RotationAction, for role: AuthorityRole) async throws -> [String] {
+        let authorities = try await snapshot().authorities
+        let now = clock.now
+        var changed: [String] = []
+        switch action {
+        case .none:
+            return []
+        case .prepareNext:
+            let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now)
+            changed.append(created)
+        case .activateNext:
+            guard let next = authorities.prepared(role) else { return [] }
+            var updates: [(id: String, state: AuthorityState)] = [(next.id, .active)]
+            if let current = authorities.active(role) { updates.append((current.id, .retired)) }
+            try await store.updateAuthorityStates(updates, at: now)
+            changed = updates.map(\.id)
+        case .renew:
+            if role == .root, authorities.active(.root)?.isUpstream == true {
+                throw CAError(.noActiveAuthority, reason: "the upstream root has expired; import a new upstream CA")
+            }
+            let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now)
+            var updates: [(id: String, state: AuthorityState)] = [(created, .active)]
+            if let current = authorities.active(role) { updates.append((current.id, .retired)) }
+            // A stale prepared successor would otherwise be activated later in place of the new one.
+            if let stale = authorities.prepared(role) { updates.append((stale.id, .retired)) }
+            try await store.updateAuthorityStates(updates, at: now)
+            changed = updates.map(\.id)
+        }
+        try await reload()
+        return changed
+    }
+
+    private func makeSuccessor(
+        _ role: AuthorityRole, state: AuthorityState, authorities: AuthoritySet, at now: Date
+    ) async throws -> String {
+        switch role {
+        case .root:
+            let root = try AuthorityFactory.makeRoot(configuration, state: state, at: now)
+            try await store.insertAuthority(root.record, key: root.key)
+            return root.record.id
+        case .intermediate:
+            // A successor intermediate is signed by the root that will be active when it activates.
+            guard let parent = authorities.active(.root), !parent.isExpired(at: now) else {
+                throw CAError(.noActiveAuthority, reason: "no unexpired active root to sign an intermediate")
+            }
+            let parentKey = try await store.authorityKey(id: parent.id)
+            let made = try AuthorityFactory.makeIntermediate(configuration, parent: parent, parentKey: parentKey, state: state, at: now)
+            try await store.insertAuthority(made.record, key: made.key)
+            return made.record.id
+        }
+    }
+
+    /// An upstream CA must be a CA that may sign CA certificates, valid now, with the key that matches.
+    static func checkUpstream(_ upstream: SigningIdentity, trustDomain: TrustDomain, at now: Date) throws {
+        let certificate = upstream.certificate
+        guard let constraints = certificate.basicConstraints?.value, constraints.isCA else {
+            throw CAError.configuration(reason: "upstream certificate is not a CA (basicConstraints cA=false)")
+        }
+        if let pathLength = constraints.pathLength, pathLength < 1 {
+            throw CAError.configuration(reason: "upstream CA pathLen \(pathLength) forbids an intermediate below it")
+        }
+        if let usage = certificate.keyUsage?.value, !usage.contains(.keyCertSign) {
+            throw CAError.configuration(reason: "upstream CA keyUsage lacks keyCertSign")
+        }
+        guard certificate.notBefore <= now, now < certificate.notAfter else {
+            throw CAError.configuration(reason: "upstream CA is not valid now")
+        }
+        guard try upstream.key.publicKey().der == certificate.publicKey.der else {
+            throw CAError.configuration(reason: "upstream key does not match the upstream certificate")
+        }
+        guard certificate.subjectKeyIdentifier != nil else {
+            throw CAError.configuration(reason: "upstream CA has no subjectKeyIdentifier")
+        }
+    }
+}

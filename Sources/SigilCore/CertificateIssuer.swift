@@ -1,0 +1,141 @@
+import Foundation
+import SigilCrypto
+
+/// A request for a leaf: the CSR and the identity the caller has proven (from a token, a client
+/// certificate, or an operator's `sigil issue --spiffe-id`).
+public struct IssuanceRequest: Sendable {
+    public let csr: CertificateSigningRequest
+    public let identity: SPIFFEID
+    /// Requested lifetime; nil means the policy default.
+    public let ttl: Duration?
+
+    public init(csr: CertificateSigningRequest, identity: SPIFFEID, ttl: Duration? = nil) {
+        self.csr = csr
+        self.identity = identity
+        self.ttl = ttl
+    }
+}
+
+/// A leaf that passed the self-check, with what a client needs alongside it.
+public struct IssuedCertificate: Sendable {
+    public let certificate: Certificate
+    /// Intermediates from the issuer up to (excluding) the root.
+    public let chain: [Certificate]
+    public let spiffeID: SPIFFEID
+    public let authorityID: String
+    /// When the holder should renew: half of the lifetime.
+    public let renewAfter: Date
+    public let publicKey: PublicKeyInfo
+
+    public var serial: SerialNumber { certificate.serial }
+    public var notBefore: Date { certificate.notBefore }
+    public var notAfter: Date { certificate.notAfter }
+
+    /// Leaf then intermediates, as PEM blocks.
+    public var chainPEM: [String] { ([certificate] + chain).map(\.pem) }
+
+    /// The inventory row for this certificate.
+    public func inventoryRecord(issuedAt: Date) -> InventoryRecord {
+        InventoryRecord(
+            serial: serial, spiffeID: spiffeID, authorityID: authorityID, notBefore: notBefore, notAfter: notAfter,
+            publicKeySHA256: publicKey.sha256Fingerprint, issuedAt: issuedAt)
+    }
+}
+
+/// Issuance with no I/O: validate the request → fill the leaf profile → sign → self-check.
+public struct CertificateIssuer: Sendable {
+    public let policy: IssuancePolicy
+
+    public init(policy: IssuancePolicy) { self.policy = policy }
+
+    /// Checks `request` against the policy for an issuer that expires at `issuerNotAfter`.
+    public func evaluate(_ request: IssuanceRequest, issuerNotAfter: Date, at now: Date) -> PolicyDecision {
+        let csr = request.csr
+        guard request.identity.isWorkload else {
+            return .denied(CAError(.invalidSPIFFEID, reason: "a workload ID needs a path: \(request.identity)"))
+        }
+        guard csr.verifySignature() else {
+            return .denied(CAError(.csrSignatureInvalid, reason: "CSR signature does not verify (no proof of possession)"))
+        }
+        guard let key = csr.publicKey else {
+            return .denied(CAError(.keyNotAllowed, reason: "CSR public key cannot be decoded"))
+        }
+        guard policy.allowedKeys.contains(key.algorithm) else {
+            return .denied(CAError(.keyNotAllowed, reason: "key type \(key.algorithm) is not allowed"))
+        }
+        let extensions = csr.requestedExtensions
+        if extensions.malformed { return .denied(.csrInvalid(reason: "CSR carries an undecodable extension")) }
+        if extensions.requestsCA { return .denied(.policyViolation(reason: "CSR asks for a CA certificate")) }
+        guard policy.admits(request.identity) else {
+            return .denied(.policyViolation(reason: "\(request.identity) may not obtain certificates"))
+        }
+
+        var extra: [GeneralName] = []
+        var uris: [String] = []
+        let allowedDNS = Set(policy.allowedDNSNames(for: request.identity))
+        for name in extensions.subjectAlternativeNames {
+            switch name {
+            case .uri(let uri): uris.append(uri)
+            case .dns(let dns) where allowedDNS.contains(dns.lowercased()):
+                if !extra.contains(.dns(dns.lowercased())) { extra.append(.dns(dns.lowercased())) }
+            default:
+                return .denied(.policyViolation(reason: "SAN \(name) is not allowed for \(request.identity)"))
+            }
+        }
+        // X509-SVID §2: exactly one URI SAN. A CSR may omit it (the identity comes from the token) but
+        // must not ask for any other.
+        if uris.count > 1 {
+            return .denied(CAError(.identityMismatch, reason: "CSR asks for \(uris.count) URI SANs"))
+        }
+        if let uri = uris.first, uri != request.identity.description {
+            return .denied(CAError(.identityMismatch, reason: "CSR URI SAN does not match the caller's identity"))
+        }
+
+        let ttl = request.ttl ?? policy.defaultTTL
+        let maxTTL = policy.maxTTL(for: request.identity)
+        guard ttl >= policy.minTTL, ttl <= maxTTL else {
+            return .denied(CAError(
+                .ttlOutOfRange, reason: "TTL \(ttl.wholeSeconds)s outside \(policy.minTTL.wholeSeconds)…\(maxTTL.wholeSeconds)s"))
+        }
+        let notAfter = (now + ttl).truncatedToSecond
+        guard notAfter <= issuerNotAfter else {
+            return .denied(CAError(
+                .ttlOutOfRange, reason: "TTL \(ttl.wholeSeconds)s would outlive the signing authority (never silently cut)"))
+        }
+        return .allowed(subjectAlternativeNames: extra)
+    }
+
+    /// Issues a leaf for `request`, signed by `authority`.
+    /// - Throws: `CAError` with the policy's code when the request is refused; `self_check_failed` if the
+    ///   signed certificate does not match its profile (a bug: nothing is returned).
+    public func issue(_ request: IssuanceRequest, by authority: SigningAuthority, at now: Date) throws -> IssuedCertificate {
+        let issuer = authority.record.certificate
+        let extra: [GeneralName]
+        switch evaluate(request, issuerNotAfter: issuer.notAfter, at: now) {
+        case .denied(let error): throw error
+        case .allowed(let names): extra = names
+        }
+        guard let key = request.csr.publicKey else { throw CAError(.keyNotAllowed, reason: "undecodable key") }
+        let ttl = request.ttl ?? policy.defaultTTL
+        let notBefore = max((now - policy.backdate).truncatedToSecond, issuer.notBefore)
+        let notAfter = (now + ttl).truncatedToSecond
+        let template = CertificateProfile.leaf(
+            serial: try SerialNumber.random(), identity: request.identity, extraNames: extra, key: key.algorithm,
+            notBefore: notBefore, notAfter: notAfter)
+        let certificate: Certificate
+        do {
+            certificate = try CertificateSigner.sign(template, subjectKey: .request(request.csr), issuer: authority.identity)
+        } catch let error as OpenSSLError {
+            throw CAError(.internalError, reason: "signing failed: \(error.reason)")
+        }
+        let problems = CertificateLint.leafProblems(
+            certificate, issuer: issuer, identity: request.identity, extraNames: extra, publicKey: key)
+        guard problems.isEmpty else {
+            throw CAError(.selfCheckFailed, reason: "issued leaf failed self-check: \(problems.joined(separator: "; "))")
+        }
+        let lifetime = certificate.notAfter.timeIntervalSince(certificate.notBefore)
+        return IssuedCertificate(
+            certificate: certificate, chain: authority.chain, spiffeID: request.identity, authorityID: authority.record.id,
+            renewAfter: certificate.notBefore.addingTimeInterval(lifetime / 2), publicKey: key)
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import SigilCrypto
+
+/// Durable storage for authorities and their (encrypted) keys.
+public protocol AuthorityStore: Sendable {
+    /// Every authority, any state.
+    func authorities() async throws -> [AuthorityRecord]
+    /// Adds an authority; `key` is encrypted under the key-encryption key before it is written.
+    func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws
+    /// Moves authorities to new states in one transaction (e.g. activate successor + retire predecessor).
+    func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws
+    /// Decrypts and returns the private key of authority `id`.
+    func authorityKey(id: String) async throws -> PrivateKey
+    /// Increases on every change of the set of roots in the bundle (SPIFFE `spiffe_sequence`).
+    func bundleSequence() async throws -> Int64
+    /// A deployment setting written at initialisation (trust domain, authority key type, lifetimes).
+    func setting(_ key: String) async throws -> String?
+    func setSettings(_ values: [String: String]) async throws
+}
+
+/// One issued certificate as the inventory keeps it (no key, no CSR: only what identifies it).
+public struct InventoryRecord: Sendable, Equatable {
+    public let serial: SerialNumber
+    public let spiffeID: SPIFFEID
+    public let authorityID: String
+    public let notBefore: Date
+    public let notAfter: Date
+    public let publicKeySHA256: String
+    public let issuedAt: Date
+    public var revokedAt: Date?
+
+    public init(
+        serial: SerialNumber, spiffeID: SPIFFEID, authorityID: String, notBefore: Date, notAfter: Date,
+        publicKeySHA256: String, issuedAt: Date, revokedAt: Date? = nil
+    ) {
+        self.serial = serial
+        self.spiffeID = spiffeID
+        self.authorityID = authorityID
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.publicKeySHA256 = publicKeySHA256
+        self.issuedAt = issuedAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// The certificate inventory: every leaf Sigil issued.
+public protocol CertificateInventory: Sendable {
+    /// Records an issued certificate durably.
+    func recordIssued(_ record: InventoryRecord) async throws
+    /// Live (unexpired at `time`, unrevoked) certificate counts per authority id.
+    func liveCounts(at time: Date) async throws -> [String: Int]
+    /// Live certificates issued by `authorityID`.
+    func liveCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord]
+    /// Live certificates for `spiffeID`.
+    func liveCertificates(spiffeID: SPIFFEID, at time: Date) async throws -> [InventoryRecord]
+}
+
+/// The whole store a CA needs.
+public typealias CAStore = AuthorityStore & CertificateInventory

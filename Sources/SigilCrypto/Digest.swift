@@ -1,0 +1,72 @@
+internal import COpenSSL
+
+/// Message digests, MACs and randomness from OpenSSL's default provider.
+public enum Digest {
+    /// SHA-256 of `bytes`.
+    public static func sha256(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        digest(Array(bytes), Algorithms.shared.sha256)
+    }
+
+    /// SHA-1 of `bytes` (only for RFC 5280 §4.2.1.2 key identifiers, never for signatures).
+    static func sha1(_ bytes: [UInt8]) -> [UInt8] { digest(bytes, Algorithms.shared.sha1) }
+
+    /// HMAC-SHA256 of `message` under `key`.
+    public static func hmacSHA256(key: [UInt8], message: some Collection<UInt8>) -> [UInt8] {
+        let message = Array(message)
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let result = key.withUnsafeBytes { keyBytes in
+            message.withUnsafeBufferPointer { data in
+                HMAC(
+                    Algorithms.shared.sha256, keyBytes.baseAddress, Int32(key.count), data.baseAddress, data.count,
+                    &out, &length)
+            }
+        }
+        // HMAC-SHA256 over memory cannot fail short of allocation failure inside OpenSSL.
+        precondition(result != nil, "HMAC-SHA256 failed: \(drainErrorQueue())")
+        return Array(out.prefix(Int(length)))
+    }
+
+    private static func digest(_ bytes: [UInt8], _ md: OpaquePointer) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = bytes.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &out, &length, md, nil) }
+        precondition(ok == 1, "digest failed: \(drainErrorQueue())")
+        return Array(out.prefix(Int(length)))
+    }
+}
+
+/// Cryptographically secure random bytes from OpenSSL's DRBG.
+public enum SecureRandom {
+    /// `count` random bytes.
+    public static func bytes(_ count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        guard RAND_bytes(&out, Int32(count)) == 1 else {
+            throw OpenSSLError.drain(.operationFailed, "RAND_bytes")
+        }
+        return out
+    }
+}
+
+/// Digest implementations fetched once per process (pitfall: implicit fetches on every call cost time).
+final class Algorithms: @unchecked Sendable {
+    static let shared = Algorithms()
+    let sha1: OpaquePointer
+    let sha256: OpaquePointer
+    let sha384: OpaquePointer
+    let sha512: OpaquePointer
+    let aes256GCM: OpaquePointer
+
+    private init() {
+        // The default provider always has these; their absence means a broken installation.
+        guard let sha1 = EVP_MD_fetch(nil, "SHA1", nil), let sha256 = EVP_MD_fetch(nil, "SHA256", nil),
+            let sha384 = EVP_MD_fetch(nil, "SHA384", nil), let sha512 = EVP_MD_fetch(nil, "SHA512", nil),
+            let aes = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)
+        else { preconditionFailure("OpenSSL default provider lacks SHA-1/SHA-2/AES-GCM: \(drainErrorQueue())") }
+        self.sha1 = sha1
+        self.sha256 = sha256
+        self.sha384 = sha384
+        self.sha512 = sha512
+        self.aes256GCM = aes
+    }
+}

@@ -1,0 +1,162 @@
+internal import COpenSSL
+
+/// A private key held by OpenSSL. Never printed: `description` names the algorithm only.
+public final class PrivateKey: @unchecked Sendable, CustomStringConvertible {
+    // EVP_PKEY is safe to use for signing from several threads once built; this object is immutable.
+    let pointer: OpaquePointer
+
+    init(taking pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { EVP_PKEY_free(pointer) }
+
+    /// Generates a fresh key pair.
+    public static func generate(_ algorithm: KeyAlgorithm) throws -> PrivateKey {
+        let name: String
+        switch algorithm {
+        case .ec: name = "EC"
+        case .rsa: name = "RSA"
+        case .ed25519: name = "ED25519"
+        case .other(let other): throw OpenSSLError(code: .unsupportedKey, reason: "cannot generate \(other)", file: #fileID, line: #line)
+        }
+        guard KeyAlgorithm.generatable.contains(algorithm) else {
+            throw OpenSSLError(code: .unsupportedKey, reason: "cannot generate \(algorithm)", file: #fileID, line: #line)
+        }
+        guard let context = EVP_PKEY_CTX_new_from_name(nil, name, nil) else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_CTX_new_from_name(\(name))")
+        }
+        defer { EVP_PKEY_CTX_free(context) }
+        guard EVP_PKEY_keygen_init(context) == 1 else { throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_keygen_init") }
+        switch algorithm {
+        case .ec(let curve):
+            let group = curve == "P-384" ? "P-384" : "P-256"
+            guard EVP_PKEY_CTX_set_group_name(context, group) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_CTX_set_group_name")
+            }
+        case .rsa(let bits):
+            guard EVP_PKEY_CTX_set_rsa_keygen_bits(context, Int32(bits)) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_CTX_set_rsa_keygen_bits")
+            }
+        default: break
+        }
+        var key: OpaquePointer? = nil
+        guard EVP_PKEY_generate(context, &key) == 1, let key else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_generate")
+        }
+        return PrivateKey(taking: key)
+    }
+
+    /// Reads a private key from PEM (PKCS#8 `PRIVATE KEY`, or a traditional EC/RSA block).
+    public convenience init(pem: String) throws {
+        let key = try MemoryBIO.reading(Array(pem.utf8)) { bio in
+            PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+        }
+        guard let key else { throw OpenSSLError.drain(.invalidEncoding, "not a PEM private key") }
+        self.init(taking: key)
+    }
+
+    /// Reads a PKCS#8 DER private key.
+    public convenience init(pkcs8DER der: [UInt8]) throws {
+        let key = try decodeDER(der, "private key") { cursor, length in d2i_AutoPrivateKey(nil, cursor, length) }
+        self.init(taking: key)
+    }
+
+    /// PKCS#8 `-----BEGIN PRIVATE KEY-----` PEM.
+    public func pkcs8PEM() throws -> String {
+        let bio = try MemoryBIO()
+        guard PEM_write_bio_PrivateKey(bio.pointer, pointer, nil, nil, 0, nil, nil) == 1 else {
+            throw OpenSSLError.drain(.operationFailed, "PEM_write_bio_PrivateKey")
+        }
+        return bio.string
+    }
+
+    /// PKCS#8 DER.
+    public func pkcs8DER() throws -> [UInt8] {
+        guard let info = EVP_PKEY2PKCS8(pointer) else { throw OpenSSLError.drain(.operationFailed, "EVP_PKEY2PKCS8") }
+        defer { PKCS8_PRIV_KEY_INFO_free(info) }
+        return try encodeDER("PKCS#8") { i2d_PKCS8_PRIV_KEY_INFO(info, $0) }
+    }
+
+    /// The public half.
+    public func publicKey() throws -> PublicKeyInfo {
+        let der = try encodeDER("public key") { i2d_PUBKEY(pointer, $0) }
+        return PublicKeyInfo(der: der, algorithm: describeKey(pointer))
+    }
+
+    public var algorithm: KeyAlgorithm { describeKey(pointer) }
+
+    public var description: String { "PrivateKey(\(algorithm))" }
+
+    /// Signs `message` (hashing it with the digest that goes with the key; Ed25519 signs it whole).
+    public func sign(_ message: [UInt8]) throws -> [UInt8] {
+        let context = try DigestContext()
+        guard EVP_DigestSignInit(context.pointer, nil, signingDigest(for: pointer), nil, pointer) == 1 else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_DigestSignInit")
+        }
+        var length = 0
+        guard EVP_DigestSign(context.pointer, nil, &length, message, message.count) == 1 else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_DigestSign(size)")
+        }
+        var signature = [UInt8](repeating: 0, count: length)
+        guard EVP_DigestSign(context.pointer, &signature, &length, message, message.count) == 1 else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_DigestSign")
+        }
+        return Array(signature.prefix(length))
+    }
+}
+
+/// A DER SubjectPublicKeyInfo with its algorithm.
+public struct PublicKeyInfo: Hashable, Sendable {
+    /// DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7).
+    public let der: [UInt8]
+    public let algorithm: KeyAlgorithm
+
+    public init(der: [UInt8], algorithm: KeyAlgorithm) {
+        self.der = der
+        self.algorithm = algorithm
+    }
+
+    /// SHA-256 over the DER SubjectPublicKeyInfo, lowercase hex: the key's stable fingerprint.
+    public var sha256Fingerprint: String { hexString(Digest.sha256(der)) }
+
+    /// `-----BEGIN PUBLIC KEY-----` PEM.
+    public var pem: String { PEMBlock(label: "PUBLIC KEY", der: der).encoded }
+}
+
+final class DigestContext {
+    let pointer: OpaquePointer
+    init() throws {
+        guard let context = EVP_MD_CTX_new() else { throw OpenSSLError.drain(.operationFailed, "EVP_MD_CTX_new") }
+        pointer = context
+    }
+    deinit { EVP_MD_CTX_free(pointer) }
+}
+
+/// Names an EVP_PKEY's algorithm and size.
+func describeKey(_ key: OpaquePointer) -> KeyAlgorithm {
+    if EVP_PKEY_is_a(key, "EC") == 1 {
+        var buffer = [CChar](repeating: 0, count: 80)
+        var length = 0
+        guard EVP_PKEY_get_group_name(key, &buffer, buffer.count, &length) == 1 else {
+            drainErrorQueue()
+            return .ec(curve: "unknown")
+        }
+        let name = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch name {
+        case "prime256v1", "P-256", "secp256r1": return .p256
+        case "secp384r1", "P-384": return .p384
+        default: return .ec(curve: name)
+        }
+    }
+    if EVP_PKEY_is_a(key, "RSA") == 1 { return .rsa(bits: Int(EVP_PKEY_get_bits(key))) }
+    if EVP_PKEY_is_a(key, "ED25519") == 1 { return .ed25519 }
+    if let name = EVP_PKEY_get0_type_name(key) { return .other(String(cString: name)) }
+    return .other("unknown")
+}
+
+/// The digest X.509 signatures by `key` use: SHA-384 for P-384, none for Ed25519 (PureEdDSA), else SHA-256.
+func signingDigest(for key: OpaquePointer) -> OpaquePointer? {
+    switch describeKey(key) {
+    case .ed25519: return nil
+    case .p384: return Algorithms.shared.sha384
+    default: return Algorithms.shared.sha256
+    }
+}

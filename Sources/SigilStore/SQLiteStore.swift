@@ -1,0 +1,244 @@
+import Foundation
+import GRDB
+import SigilCore
+import SigilCrypto
+
+/// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a committed write
+/// survives power loss before the caller is told it succeeded.
+public final class SQLiteStore: CAStore {
+    let pool: DatabasePool
+    let kek: KeyEncryptionKey
+    public let path: String
+
+    /// Opens (creating and migrating if needed) the database at `path`; the file is made 0600.
+    public init(path: String, kek: KeyEncryptionKey) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        configuration.busyMode = .timeout(10)
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StorageError(.unavailable, reason: "cannot open SQLite store \(path): \(error)")
+        }
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            chmod(path + suffix, 0o600)
+        }
+        self.kek = kek
+        self.path = path
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-authorities-inventory") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE authorities (
+                        id TEXT PRIMARY KEY,
+                        role TEXT NOT NULL CHECK (role IN ('root', 'intermediate')),
+                        state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired', 'tainted', 'revoked')),
+                        certificate BLOB NOT NULL,
+                        parent_id TEXT REFERENCES authorities(id),
+                        is_upstream INTEGER NOT NULL DEFAULT 0,
+                        sealed_key BLOB,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    );
+                    -- At most one active authority per role, enforced by the database itself.
+                    CREATE UNIQUE INDEX authorities_one_active ON authorities(role) WHERE state = 'active';
+                    CREATE TABLE certificates (
+                        serial TEXT PRIMARY KEY,
+                        spiffe_id TEXT NOT NULL,
+                        authority_id TEXT NOT NULL REFERENCES authorities(id),
+                        not_before REAL NOT NULL,
+                        not_after REAL NOT NULL,
+                        key_sha256 TEXT NOT NULL,
+                        issued_at REAL NOT NULL,
+                        revoked_at REAL
+                    );
+                    CREATE INDEX certificates_by_identity ON certificates(spiffe_id, not_after);
+                    CREATE INDEX certificates_by_authority ON certificates(authority_id, not_after);
+                    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                    INSERT INTO meta (key, value) VALUES ('bundle_sequence', 0);
+                    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    """)
+        }
+        return migrator
+    }
+
+    // MARK: AuthorityStore
+
+    public func authorities() async throws -> [AuthorityRecord] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM authorities ORDER BY created_at, id").map(Self.authority)
+        }
+    }
+
+    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws {
+        let sealed = try key.map { try kek.seal($0.pkcs8DER(), context: record.id) }
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO authorities (id, role, state, certificate, parent_id, is_upstream, sealed_key, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    record.id, record.role.rawValue, record.state.rawValue, Data(record.certificate.der), record.parentID,
+                    record.isUpstream, sealed.map { Data($0) }, record.createdAt.timeIntervalSince1970,
+                    record.updatedAt.timeIntervalSince1970,
+                ])
+            if record.role == .root { try Self.bumpBundleSequence(db) }
+        }
+    }
+
+    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws {
+        try await write { db in
+            var rootsChanged = false
+            // Demotions first so the one-active-per-role index holds at every statement.
+            for change in changes.sorted(by: { $0.state != .active && $1.state == .active }) {
+                guard let role = try String.fetchOne(db, sql: "SELECT role FROM authorities WHERE id = ?", arguments: [change.id]) else {
+                    throw StorageError(.notFound, reason: "no authority \(change.id)")
+                }
+                try db.execute(
+                    sql: "UPDATE authorities SET state = ?, updated_at = ? WHERE id = ?",
+                    arguments: [change.state.rawValue, time.timeIntervalSince1970, change.id])
+                if role == "root" && change.state == .revoked { rootsChanged = true }
+            }
+            if rootsChanged { try Self.bumpBundleSequence(db) }
+        }
+    }
+
+    public func authorityKey(id: String) async throws -> PrivateKey {
+        let sealed = try await read { db in
+            try Data.fetchOne(db, sql: "SELECT sealed_key FROM authorities WHERE id = ?", arguments: [id])
+        }
+        guard let sealed else { throw StorageError(.notFound, reason: "no key stored for authority \(id)") }
+        let der = try kek.open(Array(sealed), context: id)
+        do {
+            return try PrivateKey(pkcs8DER: der)
+        } catch {
+            throw StorageError(.corrupt, reason: "stored key for \(id) does not decode")
+        }
+    }
+
+    public func bundleSequence() async throws -> Int64 {
+        try await read { db in try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'bundle_sequence'") ?? 0 }
+    }
+
+    public func setting(_ key: String) async throws -> String? {
+        try await read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
+    }
+
+    public func setSettings(_ values: [String: String]) async throws {
+        try await write { db in
+            for (key, value) in values {
+                try db.execute(
+                    sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    arguments: [key, value])
+            }
+        }
+    }
+
+    static func bumpBundleSequence(_ db: Database) throws {
+        try db.execute(sql: "UPDATE meta SET value = value + 1 WHERE key = 'bundle_sequence'")
+    }
+
+    static func authority(_ row: Row) throws -> AuthorityRecord {
+        let der: Data = row["certificate"]
+        guard let role = AuthorityRole(rawValue: row["role"]), let state = AuthorityState(rawValue: row["state"]) else {
+            throw StorageError(.corrupt, reason: "authority row with unknown role or state")
+        }
+        return AuthorityRecord(
+            id: row["id"], role: role, state: state, certificate: try Certificate(der: Array(der)), parentID: row["parent_id"],
+            isUpstream: row["is_upstream"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+    }
+
+    // MARK: CertificateInventory
+
+    public func recordIssued(_ record: InventoryRecord) async throws {
+        try await write { db in try Self.insert(record, db) }
+    }
+
+    static func insert(_ record: InventoryRecord, _ db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO certificates (serial, spiffe_id, authority_id, not_before, not_after, key_sha256, issued_at, revoked_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                record.serial.hex, record.spiffeID.description, record.authorityID, record.notBefore.timeIntervalSince1970,
+                record.notAfter.timeIntervalSince1970, record.publicKeySHA256, record.issuedAt.timeIntervalSince1970,
+                record.revokedAt?.timeIntervalSince1970,
+            ])
+    }
+
+    public func liveCounts(at time: Date) async throws -> [String: Int] {
+        try await read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT authority_id, COUNT(*) AS n FROM certificates WHERE not_after > ? AND revoked_at IS NULL GROUP BY authority_id",
+                arguments: [time.timeIntervalSince1970])
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["authority_id"] as String, $0["n"] as Int) })
+        }
+    }
+
+    public func liveCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM certificates WHERE authority_id = ? AND not_after > ? AND revoked_at IS NULL ORDER BY issued_at",
+                arguments: [authorityID, time.timeIntervalSince1970]
+            ).map(Self.inventory)
+        }
+    }
+
+    public func liveCertificates(spiffeID: SPIFFEID, at time: Date) async throws -> [InventoryRecord] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM certificates WHERE spiffe_id = ? AND not_after > ? AND revoked_at IS NULL ORDER BY issued_at",
+                arguments: [spiffeID.description, time.timeIntervalSince1970]
+            ).map(Self.inventory)
+        }
+    }
+
+    static func inventory(_ row: Row) throws -> InventoryRecord {
+        guard let serial = SerialNumber(hex: row["serial"]) else { throw StorageError(.corrupt, reason: "bad serial in inventory") }
+        let revoked: Double? = row["revoked_at"]
+        return InventoryRecord(
+            serial: serial, spiffeID: try SPIFFEID(parsing: row["spiffe_id"]), authorityID: row["authority_id"],
+            notBefore: Date(timeIntervalSince1970: row["not_before"]), notAfter: Date(timeIntervalSince1970: row["not_after"]),
+            publicKeySHA256: row["key_sha256"], issuedAt: Date(timeIntervalSince1970: row["issued_at"]),
+            revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
+    }
+
+    // MARK: Access
+
+    func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(body)
+        } catch let error as StorageError {
+            throw error
+        } catch let error as CAError {
+            throw error
+        } catch {
+            throw StorageError(.unavailable, reason: "SQLite read failed: \(error)")
+        }
+    }
+
+    func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.write(body)
+        } catch let error as StorageError {
+            throw error
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw StorageError(.conflict, reason: "SQLite constraint: \(error.message ?? "")")
+        } catch {
+            throw StorageError(.unavailable, reason: "SQLite write failed: \(error)")
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import SigilCore
+import SigilCrypto
+import SigilStore
+
+struct InspectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect", abstract: "Show the trust chain, or explain one certificate.",
+        subcommands: [InspectTreeCommand.self, InspectCertCommand.self], defaultSubcommand: InspectTreeCommand.self)
+}
+
+/// One authority as `sigil inspect --json` prints it.
+struct AuthorityView: Encodable {
+    let id: String
+    let role: String
+    let state: String
+    let parent_id: String?
+    let upstream: Bool
+    let subject: String
+    let serial: String
+    let key_type: String
+    let sha256_fingerprint: String
+    let public_key_sha256: String
+    let not_before: Date
+    let not_after: Date
+    let seconds_left: Int64
+    let live_certificates: Int
+
+    init(_ record: AuthorityRecord, liveCount: Int, now: Date) {
+        id = record.id
+        role = record.role.rawValue
+        state = record.state.rawValue
+        parent_id = record.parentID
+        upstream = record.isUpstream
+        subject = record.certificate.subject.description
+        serial = record.certificate.serial.hex
+        key_type = record.certificate.publicKey.algorithm.description
+        sha256_fingerprint = record.certificate.sha256Fingerprint
+        public_key_sha256 = record.certificate.publicKey.sha256Fingerprint
+        not_before = record.notBefore
+        not_after = record.notAfter
+        seconds_left = max(0, Int64(record.notAfter.timeIntervalSince(now)))
+        live_certificates = liveCount
+    }
+}
+
+struct InspectTreeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tree", abstract: "Authorities as a tree: state, key, fingerprints, validity, live certificates.")
+
+    @OptionGroup var data: DataDirectoryOption
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Report: Encodable {
+        let trust_domain: String
+        let bundle_sequence: Int64
+        let authorities: [AuthorityView]
+    }
+
+    func run() async throws {
+        let ca = try await LocalCA.open(data.dataDir)
+        let now = ca.clock.now
+        let snapshot = try await ca.authority.snapshot()
+        let counts = try await ca.store.liveCounts(at: now)
+        let views = snapshot.authorities.records.map { AuthorityView($0, liveCount: counts[$0.id] ?? 0, now: now) }
+        if json {
+            print(try Format.json(Report(trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, authorities: views)))
+            return
+        }
+        print("Trust domain \(ca.configuration.trustDomain)  ·  bundle sequence \(snapshot.bundleSequence)  ·  \(Format.date(now))")
+        func show(_ view: AuthorityView, indent: String) {
+            let marker = indent.isEmpty ? "" : "└─ "
+            print("\(indent)\(marker)\(view.id)  [\(view.role), \(view.state)\(view.upstream ? ", upstream" : "")]  \(view.key_type)")
+            let pad = indent + (indent.isEmpty ? "   " : "      ")
+            print("\(pad)subject   \(view.subject)")
+            print("\(pad)valid     \(Format.date(view.not_before)) → \(Format.date(view.not_after))  (\(Format.timeLeft(until: view.not_after, from: now)))")
+            print("\(pad)sha256    \(Format.fingerprint(view.sha256_fingerprint))")
+            print("\(pad)key       sha256 \(view.public_key_sha256)")
+            if view.role == "intermediate" { print("\(pad)live      \(view.live_certificates) certificate(s)") }
+            for child in views where child.parent_id == view.id && child.id != view.id {
+                show(child, indent: pad)
+            }
+        }
+        for root in views where root.parent_id == nil { show(root, indent: "") }
+    }
+}
+
+struct InspectCertCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cert",
+        abstract: "Explain a certificate (PEM chain, leaf first) and say whether and why it verifies against the current bundle.",
+        discussion: "Exits 0 when the certificate verifies now, 1 when it does not.")
+
+    @OptionGroup var data: DataDirectoryOption
+    @Argument(help: "PEM file: the leaf, optionally followed by its intermediates.") var file: String
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Report: Encodable {
+        let subject: String
+        let issuer: String
+        let serial: String
+        let san: [String]
+        let not_before: Date
+        let not_after: Date
+        let key_type: String
+        let key_usage: [String]
+        let extended_key_usage: [String]
+        let is_ca: Bool
+        let sha256_fingerprint: String
+        let issuing_authority: String?
+        let issuing_authority_state: String?
+        let verifies: Bool
+        let reason: String
+    }
+
+    func run() async throws {
+        let chain = try Certificate.parseChain(pem: readFile(file, what: "certificate"))
+        guard let leaf = chain.first else { throw CLIError(description: "\(file) holds no CERTIFICATE block") }
+        let ca = try await LocalCA.open(data.dataDir)
+        let now = ca.clock.now
+        let authorities = try await ca.authority.snapshot().authorities
+        let issuer = authorities.records.first {
+            $0.certificate.subjectNameDER == leaf.issuerNameDER
+                && ($0.certificate.subjectKeyIdentifier == leaf.authorityKeyIdentifier || leaf.authorityKeyIdentifier == nil)
+        }
+        let known = authorities.records.filter { $0.role == .intermediate }.map(\.certificate)
+        let roots = authorities.bundleRoots(at: now).map(\.certificate)
+        let revokedIntermediates = authorities.records.filter { $0.role == .intermediate && $0.state == .revoked }
+        var verifies = false
+        var reason: String
+        switch try ChainVerifier.verify(leaf, intermediates: Array(chain.dropFirst()) + known, roots: roots, at: now) {
+        case .valid:
+            verifies = true
+            reason = "chains to a root in the current bundle"
+        case .invalid(let why, let depth):
+            reason = "\(why) (at depth \(depth))"
+        }
+        if verifies, let issuer, issuer.state == .tainted || issuer.state == .revoked {
+            verifies = issuer.state != .revoked
+            reason = "issued by \(issuer.state.rawValue) authority \(issuer.id)"
+        }
+        if verifies, revokedIntermediates.contains(where: { chain.contains($0.certificate) }) {
+            verifies = false
+            reason = "chain contains a revoked intermediate"
+        }
+        let report = Report(
+            subject: leaf.subject.description, issuer: leaf.issuer.description, serial: leaf.serial.hex,
+            san: leaf.subjectAlternativeNames?.value.map(\.description) ?? [], not_before: leaf.notBefore, not_after: leaf.notAfter,
+            key_type: leaf.publicKey.algorithm.description, key_usage: leaf.keyUsage?.value.names ?? [],
+            extended_key_usage: leaf.extendedKeyUsage?.value.map(\.description) ?? [],
+            is_ca: leaf.basicConstraints?.value.isCA ?? false, sha256_fingerprint: leaf.sha256Fingerprint,
+            issuing_authority: issuer?.id, issuing_authority_state: issuer?.state.rawValue, verifies: verifies, reason: reason)
+        if json {
+            print(try Format.json(report))
+        } else {
+            print("subject      \(report.subject.isEmpty ? "(empty)" : report.subject)")
+            print("issuer       \(report.issuer)")
+            print("serial       \(report.serial)")
+            print("SAN          \(report.san.joined(separator: ", "))")
+            print("valid        \(Format.date(leaf.notBefore)) → \(Format.date(leaf.notAfter))  (\(Format.timeLeft(until: leaf.notAfter, from: now)))")
+            print("key          \(report.key_type)")
+            print("key usage    \(report.key_usage.joined(separator: ", "))  ·  EKU \(report.extended_key_usage.joined(separator: ", "))  ·  CA \(report.is_ca)")
+            print("sha256       \(Format.fingerprint(report.sha256_fingerprint))")
+            print("authority    \(issuer.map { "\($0.id) (\($0.state.rawValue))" } ?? "not one of this CA's authorities")")
+            print("verifies     \(verifies ? "yes" : "no"): \(reason)")
+        }
+        if !verifies { throw ExitCode(1) }
+    }
+}

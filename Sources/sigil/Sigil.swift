@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct Sigil: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sigil",
+        abstract: "Workload identity and certificate authority: SPIFFE X.509-SVIDs for a service mesh.",
+        subcommands: [InitCommand.self, IssueCommand.self, InspectCommand.self, BundleCommand.self])
+
+    static func main() async {
+        // Everything Sigil creates (keys, database, sockets) is private to its user unless made public on purpose.
+        umask(0o077)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: CLIError.wrap(error))
+        }
+    }
+}
+
+/// One clear line for stderr: the stable code and the reason.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+
+    static func wrap(_ error: any Error) -> any Error {
+        switch error {
+        case is CLIError, is ExitCode, is CleanExit, is ValidationError: return error
+        default:
+            if String(describing: type(of: error)).contains("CommandError") { return error }
+            return CLIError(description: String(describing: error))
+        }
+    }
+}
+
+/// `--data-dir`, shared by every command that works on the local store.
+struct DataDirectoryOption: ParsableArguments {
+    @Option(name: .long, help: "Data directory holding the store, key-encryption key and bundle.")
+    var dataDir: String = "pki"
+}
