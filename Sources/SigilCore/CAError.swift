@@ -28,6 +28,8 @@ public struct CAError: Error, Equatable, CustomStringConvertible, Sendable {
             case conflict = "conflict"
             case configurationInvalid = "configuration_invalid"
             case internalError = "internal_error"
+            case unsupportedMediaType = "unsupported_media_type"
+            case methodNotAllowed = "method_not_allowed"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -57,6 +59,8 @@ public struct CAError: Error, Equatable, CustomStringConvertible, Sendable {
         public static let conflict = Code(.conflict)
         public static let configurationInvalid = Code(.configurationInvalid)
         public static let internalError = Code(.internalError)
+        public static let unsupportedMediaType = Code(.unsupportedMediaType)
+        public static let methodNotAllowed = Code(.methodNotAllowed)
     }
 
     public let code: Code

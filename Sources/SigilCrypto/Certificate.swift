@@ -182,40 +182,51 @@ func readTime(_ time: UnsafePointer<ASN1_TIME>?) -> Date {
 }
 
 extension Certificate {
-    /// The public key's JWK parameters (RFC 7518 §6.2/§6.3, RFC 8037 §2): `crv`/`x`/`y` for EC, `n`/`e` for
-    /// RSA, `crv`/`x` for Ed25519; base64url without padding. Empty for other key types.
+    /// The public key's JWK parameters (RFC 7518 §6.2/§6.3, RFC 8037 §2); see `jwkParameters(of:)`.
     public var jwkPublicParameters: [String: String] {
-        var algorithm: OpaquePointer? = nil
-        var bits: UnsafePointer<UInt8>? = nil
-        var length: Int32 = 0
-        guard X509_PUBKEY_get0_param(&algorithm, &bits, &length, nil, X509_get_X509_PUBKEY(pointer)) == 1, let bits else {
+        guard let key = X509_get0_pubkey(pointer) else {
             drainErrorQueue()
             return [:]
         }
-        let raw = Array(UnsafeBufferPointer(start: bits, count: Int(length)))
-        switch publicKey.algorithm {
-        case .ec(let curve):
-            guard raw.first == 0x04, raw.count % 2 == 1 else { return [:] }
-            let half = (raw.count - 1) / 2
-            return ["crv": curve, "x": base64URL(raw[1...half]), "y": base64URL(raw[(half + 1)...])]
-        case .ed25519:
-            return ["crv": "Ed25519", "x": base64URL(raw)]
-        case .rsa:
-            guard let key = X509_get0_pubkey(pointer) else { return [:] }
-            var result: [String: String] = [:]
-            for name in ["n", "e"] {
-                var number: OpaquePointer? = nil
-                guard EVP_PKEY_get_bn_param(key, name, &number) == 1, let number else { continue }
-                defer { BN_free(number) }
-                var bytes = [UInt8](repeating: 0, count: Int((BN_num_bits(number) + 7) / 8))
-                BN_bn2bin(number, &bytes)
-                result[name] = base64URL(bytes)
-            }
-            drainErrorQueue()
-            return result
-        case .other:
-            return [:]
+        return jwkParameters(of: key)
+    }
+}
+
+extension PrivateKey {
+    /// The public half's JWK parameters.
+    public var jwkPublicParameters: [String: String] { jwkParameters(of: pointer) }
+}
+
+/// `crv`/`x`/`y` for EC, `n`/`e` for RSA, `crv`/`x` for Ed25519, base64url without padding; empty for other types.
+func jwkParameters(of key: OpaquePointer) -> [String: String] {
+    defer { drainErrorQueue() }
+    switch describeKey(key) {
+    case .ec(let curve):
+        var point = [UInt8](repeating: 0, count: 256)
+        var length = 0
+        guard EVP_PKEY_get_octet_string_param(key, "encoded-pub-key", &point, point.count, &length) == 1,
+            length > 1, point[0] == 0x04, length % 2 == 1
+        else { return [:] }
+        let half = (length - 1) / 2
+        return ["crv": curve, "x": base64URL(point[1...half]), "y": base64URL(point[(half + 1)..<length])]
+    case .ed25519:
+        var raw = [UInt8](repeating: 0, count: 32)
+        var length = raw.count
+        guard EVP_PKEY_get_raw_public_key(key, &raw, &length) == 1 else { return [:] }
+        return ["crv": "Ed25519", "x": base64URL(raw.prefix(length))]
+    case .rsa:
+        var result: [String: String] = [:]
+        for name in ["n", "e"] {
+            var number: OpaquePointer? = nil
+            guard EVP_PKEY_get_bn_param(key, name, &number) == 1, let number else { continue }
+            defer { BN_free(number) }
+            var bytes = [UInt8](repeating: 0, count: Int((BN_num_bits(number) + 7) / 8))
+            BN_bn2bin(number, &bytes)
+            result[name] = base64URL(bytes)
         }
+        return result
+    case .other:
+        return [:]
     }
 }
 

@@ -1,0 +1,260 @@
+import Foundation
+import JWTKit
+import SigilCrypto
+import Synchronization
+
+/// What a valid Kubernetes service-account token proves.
+public struct VerifiedToken: Sendable, Equatable {
+    public let identity: WorkloadIdentity
+    public let expiresAt: Date
+    /// `kubernetes.io.pod.name`, when the token is bound to a pod.
+    public let podName: String?
+
+    public init(identity: WorkloadIdentity, expiresAt: Date, podName: String? = nil) {
+        self.identity = identity
+        self.expiresAt = expiresAt
+        self.podName = podName
+    }
+}
+
+/// Authenticates a bearer token. Throws `CAError` with a `token_*`/`audience_mismatch` code on refusal.
+public protocol TokenVerifier: Sendable {
+    func verify(_ token: String) async throws -> VerifiedToken
+}
+
+/// Where the issuer's JWKS comes from (a file, OIDC discovery…); fetched again when an unknown `kid` arrives.
+public protocol JWKSSource: Sendable {
+    func fetchJWKS() async throws -> Data
+}
+
+/// What a token must say to be accepted.
+public struct TokenPolicy: Sendable, Equatable {
+    /// Required `iss`.
+    public var issuer: String
+    /// A value `aud` must contain. Default `sigil`.
+    public var audience: String
+    /// Clock skew allowed on `exp`, `nbf` and `iat`. Default 60 s (the most the design allows).
+    public var leeway: Duration
+    /// Shortest interval between two JWKS refreshes caused by unknown `kid`s. Default 30 s.
+    public var refreshInterval: Duration
+
+    public init(issuer: String, audience: String = "sigil", leeway: Duration = .seconds(60), refreshInterval: Duration = .seconds(30)) {
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = min(leeway, .seconds(60))
+        self.refreshInterval = refreshInterval
+    }
+}
+
+/// The claims of a projected service-account token (`kubernetes.io` as Kubernetes writes it).
+struct KubernetesClaims: JWTPayload {
+    struct Named: Codable, Sendable {
+        let name: String?
+        let uid: String?
+    }
+    struct Kubernetes: Codable, Sendable {
+        let namespace: String?
+        let serviceaccount: Named?
+        let pod: Named?
+    }
+
+    let iss: String?
+    let sub: String?
+    let aud: AudienceClaim?
+    let exp: Double?
+    let nbf: Double?
+    let iat: Double?
+    let kubernetes: Kubernetes?
+
+    enum CodingKeys: String, CodingKey {
+        case iss, sub, aud, exp, nbf, iat
+        case kubernetes = "kubernetes.io"
+    }
+
+    /// Time claims are checked by `JWKSTokenVerifier` against the injected clock, not here.
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// Verifies RS/ES/PS-signed projected tokens against the issuer's JWKS, with jwt-kit doing the JOSE.
+///
+/// Before jwt-kit sees a token, its header is screened: only RS/ES/PS 256/384/512; the `kid` must name a key
+/// of the matching type (no key confusion); `jku`, `x5u`, `jwk`, `x5c` and `crit` are refused, because keys
+/// come only from the configured JWKS.
+public final class JWKSTokenVerifier: TokenVerifier {
+    private struct KeySet: Sendable {
+        let collection: JWTKeyCollection
+        /// kid → (kty, crv)
+        let types: [String: (keyType: String, curve: String?)]
+        let fetchedAt: Date
+    }
+
+    private let policy: TokenPolicy
+    private let source: any JWKSSource
+    private let clock: any WallClock
+    private let keys = Mutex<KeySet?>(nil)
+    private let refreshing = Mutex<Date?>(nil)
+
+    public init(policy: TokenPolicy, source: any JWKSSource, clock: any WallClock) {
+        self.policy = policy
+        self.source = source
+        self.clock = clock
+    }
+
+    static let allowedAlgorithms: [String: (keyType: String, curve: String?)] = [
+        "RS256": ("RSA", nil), "RS384": ("RSA", nil), "RS512": ("RSA", nil),
+        "PS256": ("RSA", nil), "PS384": ("RSA", nil), "PS512": ("RSA", nil),
+        "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
+    ]
+
+    public func verify(_ token: String) async throws -> VerifiedToken {
+        func invalid(_ why: String) -> CAError { CAError(.tokenInvalid, reason: why) }
+        guard token.utf8.count <= 16 * 1024 else { throw invalid("token longer than 16 KiB") }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }) else { throw invalid("not a signed JWT (JWS compact form)") }
+        guard let headerData = Data(base64URL: String(parts[0])),
+            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
+        else { throw invalid("JWT header is not base64url JSON") }
+        guard let algorithm = header["alg"] as? String, let expected = Self.allowedAlgorithms[algorithm] else {
+            throw invalid("JWT algorithm \(String(describing: header["alg"] ?? "none")) is not allowed")
+        }
+        for forbidden in ["jku", "x5u", "jwk", "x5c", "crit"] where header[forbidden] != nil {
+            throw invalid("JWT header field \(forbidden) is not accepted")
+        }
+        guard let kid = header["kid"] as? String, !kid.isEmpty else { throw invalid("JWT has no kid") }
+
+        var keySet = try await currentKeys()
+        if keySet.types[kid] == nil, let refreshed = try await refreshIfAllowed() { keySet = refreshed }
+        guard let keyType = keySet.types[kid] else { throw invalid("kid is not in the issuer's JWKS") }
+        guard keyType.keyType == expected.keyType, expected.curve == nil || keyType.curve == expected.curve else {
+            throw invalid("\(algorithm) cannot be used with a \(keyType.keyType) key")
+        }
+
+        let claims: KubernetesClaims
+        do {
+            claims = try await keySet.collection.verify(token, as: KubernetesClaims.self)
+        } catch {
+            throw invalid("JWT signature or encoding invalid")
+        }
+        return try check(claims)
+    }
+
+    private func check(_ claims: KubernetesClaims) throws -> VerifiedToken {
+        let now = clock.now.timeIntervalSince1970
+        let leeway = policy.leeway.timeInterval
+        // Legacy secret-based tokens carry no exp and no audience: never accepted.
+        guard let exp = claims.exp, let audience = claims.aud?.value else {
+            throw CAError(.tokenInvalid, reason: "token lacks exp or aud (legacy service-account token)")
+        }
+        guard claims.iss == policy.issuer else { throw CAError(.tokenInvalid, reason: "token issuer is not the configured issuer") }
+        guard audience.contains(policy.audience) else {
+            throw CAError(.audienceMismatch, reason: "token audience does not include \(policy.audience)")
+        }
+        guard now < exp + leeway else { throw CAError(.tokenExpired, reason: "token expired") }
+        if let nbf = claims.nbf, now + leeway < nbf { throw CAError(.tokenInvalid, reason: "token not valid yet (nbf)") }
+        if let iat = claims.iat, now + leeway < iat { throw CAError(.tokenInvalid, reason: "token issued in the future (iat)") }
+        guard let namespace = claims.kubernetes?.namespace, let account = claims.kubernetes?.serviceaccount?.name else {
+            throw CAError(.tokenInvalid, reason: "token lacks kubernetes.io namespace or service account")
+        }
+        guard claims.sub == "system:serviceaccount:\(namespace):\(account)" else {
+            throw CAError(.tokenInvalid, reason: "token sub does not match its kubernetes.io claims")
+        }
+        return VerifiedToken(
+            identity: WorkloadIdentity(namespace: namespace, serviceAccount: account),
+            expiresAt: Date(timeIntervalSince1970: exp), podName: claims.kubernetes?.pod?.name)
+    }
+
+    private func currentKeys() async throws -> KeySet {
+        if let keySet = keys.withLock({ $0 }) { return keySet }
+        return try await load()
+    }
+
+    /// Fetches the JWKS again unless that happened less than `refreshInterval` ago (unknown kids must not
+    /// turn into a request flood against the issuer).
+    private func refreshIfAllowed() async throws -> KeySet? {
+        let now = clock.now
+        let allowed = refreshing.withLock { last -> Bool in
+            if let last, now.timeIntervalSince(last) < policy.refreshInterval.timeInterval { return false }
+            last = now
+            return true
+        }
+        return allowed ? try await load() : nil
+    }
+
+    private func load() async throws -> KeySet {
+        let data: Data
+        do {
+            data = try await source.fetchJWKS()
+        } catch {
+            throw CAError(.tokenInvalid, reason: "issuer keys unavailable: \(error)")
+        }
+        guard let jwks = try? JSONDecoder().decode(JWKS.self, from: data) else {
+            throw CAError(.tokenInvalid, reason: "issuer JWKS does not parse")
+        }
+        let collection = JWTKeyCollection()
+        var types: [String: (keyType: String, curve: String?)] = [:]
+        for jwk in jwks.keys {
+            guard let kid = jwk.keyIdentifier?.string else { continue }
+            let keyType: String
+            switch jwk.keyType {
+            case .rsa: keyType = "RSA"
+            case .ecdsa: keyType = "EC"
+            default: continue
+            }
+            // isDefault false: a token naming an unknown kid must never fall back to some other key.
+            guard (try? await collection.add(jwk: jwk, isDefault: false)) != nil else { continue }
+            types[kid] = (keyType, jwk.curve?.rawValue)
+        }
+        let keySet = KeySet(collection: collection, types: types, fetchedAt: clock.now)
+        keys.withLock { $0 = keySet }
+        return keySet
+    }
+}
+
+/// Remembers successful verifications by the token's SHA-256 until the token's `exp`, so renewals do not pay
+/// the signature check again. Bounded: when full, expired entries go first, then the oldest.
+public final class CachingTokenVerifier: TokenVerifier {
+    private let inner: any TokenVerifier
+    private let clock: any WallClock
+    private let capacity: Int
+    private let entries = Mutex<[String: VerifiedToken]>([:])
+    private let counters = Mutex<(hits: Int, misses: Int)>((0, 0))
+
+    public init(_ inner: any TokenVerifier, clock: any WallClock, capacity: Int = 10_000) {
+        self.inner = inner
+        self.clock = clock
+        self.capacity = max(1, capacity)
+    }
+
+    public var statistics: (hits: Int, misses: Int) { counters.withLock { $0 } }
+
+    public func verify(_ token: String) async throws -> VerifiedToken {
+        let key = hexString(Digest.sha256(Array(token.utf8)))
+        let now = clock.now
+        if let cached = entries.withLock({ $0[key] }), now < cached.expiresAt {
+            counters.withLock { $0.hits += 1 }
+            return cached
+        }
+        counters.withLock { $0.misses += 1 }
+        let verified = try await inner.verify(token)
+        entries.withLock { entries in
+            if entries.count >= capacity {
+                entries = entries.filter { now < $0.value.expiresAt }
+                if entries.count >= capacity, let oldest = entries.min(by: { $0.value.expiresAt < $1.value.expiresAt }) {
+                    entries.removeValue(forKey: oldest.key)
+                }
+            }
+            entries[key] = verified
+        }
+        return verified
+    }
+}
+
+extension Data {
+    /// Decodes base64url with or without padding (RFC 7515 §2).
+    public init?(base64URL text: String) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        guard !base64.contains("=") else { return nil }
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        self.init(base64Encoded: base64)
+    }
+}

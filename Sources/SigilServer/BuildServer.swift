@@ -1,0 +1,133 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import NIOSSL
+import ServiceLifecycle
+import SigilCore
+import SigilCrypto
+import SigilStore
+
+/// What `buildServer` returns: the services to run in one `ServiceGroup`, and handles for tests.
+public struct SigilServerServices: Sendable {
+    public let services: [any Service]
+    public let authority: CertificateAuthority
+    public let store: any CAStore
+    public let metrics: ServerMetrics
+    /// True when the server runs with its own development token issuer.
+    public let localMode: Bool
+}
+
+/// Builds the CA server: opens (or initialises) the store, repairs missing/expired authorities, sets up
+/// token authentication, the HTTPS API and the rotation service. `sigil serve` and the tests both call this.
+/// - Parameter onListening: called with the bound port once the server accepts connections.
+public func buildServer(
+    configuration: ServerConfiguration, clock: any WallClock, logger: Logger,
+    onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws -> SigilServerServices {
+    let directory = DataDirectory(path: configuration.dataDirectory)
+    guard configuration.store == "sqlite" else {
+        throw CAError.configuration(reason: "store \(configuration.store) is not supported yet; use sqlite")
+    }
+    let store = try directory.openSQLiteStore(create: true)
+    var authorityConfiguration = configuration.authority
+    if let recorded = try await store.loadAuthorityConfiguration() {
+        if recorded.trustDomain != configuration.authority.trustDomain {
+            logger.notice("using the trust domain recorded in the store", metadata: ["sigil.trust_domain": "\(recorded.trustDomain)"])
+        }
+        authorityConfiguration = recorded
+    } else {
+        try authorityConfiguration.validate(leafPolicy: configuration.policy)
+        try await store.saveAuthorityConfiguration(authorityConfiguration)
+    }
+    let ca = CertificateAuthority(
+        store: store, configuration: authorityConfiguration, policy: configuration.policy, rotation: configuration.rotation, clock: clock)
+    if try await ca.bootstrap() {
+        logger.notice("initialised a new CA", metadata: ["sigil.trust_domain": "\(authorityConfiguration.trustDomain)", "sigil.data_dir": "\(directory.path)"])
+    }
+    for role in [AuthorityRole.root, .intermediate] {
+        if case .renew(let reason) = try await ca.plan(role) {
+            logger.warning("repairing \(role.rawValue) authority at start-up: \(reason)")
+            try await ca.perform(.renew(reason: reason), for: role)
+        }
+    }
+
+    let metrics = ServerMetrics()
+    var services: [any Service] = []
+    let inner: any TokenVerifier
+    var localMode = false
+    switch configuration.tokenSource {
+    case .local:
+        let issuer = try LocalTokenIssuer.load(dataDirectory: directory.path, create: true)
+        logger.warning(
+            "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production.")
+        inner = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: LocalTokenIssuer.issuerURL, audience: configuration.tokenAudience),
+            source: FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)), clock: clock)
+        _ = issuer
+        localMode = true
+    case .jwksFile(let path):
+        inner = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
+            source: FileJWKSSource(path: path), clock: clock)
+    case .jwksURL(let url):
+        inner = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
+            source: HTTPJWKSSource(location: .jwks(url), client: .shared), clock: clock)
+    case .discovery:
+        let issuer = try requireIssuer(configuration)
+        inner = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience),
+            source: HTTPJWKSSource(location: .discovery(issuer: issuer), client: .shared), clock: clock)
+    case .tokenReview(let url, let caFile, let credentialFile):
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let caFile { tls.trustRoots = .file(caFile) }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        services.append(HTTPClientService(client: client))
+        inner = TokenReviewVerifier(
+            url: url, credentialFile: credentialFile, audience: configuration.tokenAudience, trustDomain: authorityConfiguration.trustDomain,
+            client: client, clock: clock)
+    }
+    let cache = CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)
+
+    let identity = ServerIdentity(names: configuration.tlsNames)
+    try identity.renew(with: try await ca.signingAuthority(), at: clock.now)
+    let rotation = RotationService(
+        ca: ca, identity: identity, metrics: metrics, directory: directory, clock: clock,
+        refreshInterval: configuration.authorityRefreshInterval, logger: logger)
+    _ = try await rotation.step()
+
+    let api = SigilAPI(
+        ca: ca, store: store, verifier: cache, tokenCache: cache, metrics: metrics, configuration: configuration, clock: clock, logger: logger)
+    let router = Router(context: SigilRequestContext.self)
+    api.addRoutes(to: router)
+    let tls = TLSChannelConfiguration(
+        tlsConfiguration: try identity.tlsConfiguration(),
+        // Any presented client certificate passes the handshake (which proves possession of its key); the
+        // issuance route then checks it against live authority state, taint included.
+        customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })
+    let app = Application(
+        router: router, server: try .tls(.http1(), configuration: tls),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sigil"),
+        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
+        logger: logger)
+    services.insert(contentsOf: [app, rotation] as [any Service], at: 0)
+    return SigilServerServices(services: services, authority: ca, store: store, metrics: metrics, localMode: localMode)
+}
+
+private func requireIssuer(_ configuration: ServerConfiguration) throws -> String {
+    guard let issuer = configuration.tokenIssuer, !issuer.isEmpty else {
+        throw CAError.configuration(reason: "--token-issuer is required with a JWKS or discovery token source")
+    }
+    return issuer
+}
+
+/// Shuts an HTTP client down with the service group.
+struct HTTPClientService: Service {
+    let client: HTTPClient
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}

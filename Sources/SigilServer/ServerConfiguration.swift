@@ -1,0 +1,70 @@
+import Foundation
+import SigilCore
+
+/// Where bearer tokens are checked.
+public enum TokenSource: Sendable, Equatable {
+    /// Local mode: a development issuer in the data directory (`sigil dev token`). Never for production.
+    case local
+    /// A JWKS file, re-read when an unknown `kid` arrives.
+    case jwksFile(path: String)
+    /// A JWKS URL, fetched again when an unknown `kid` arrives.
+    case jwksURL(String)
+    /// OIDC discovery from the issuer URL: `<issuer>/.well-known/openid-configuration` → `jwks_uri`.
+    case discovery
+    /// Kubernetes TokenReview against an API server.
+    case tokenReview(url: String, caFile: String?, credentialFile: String?)
+}
+
+/// Everything `sigil serve` needs, already validated by the executable.
+public struct ServerConfiguration: Sendable {
+    /// Data directory (store, KEK, bundle, local issuer). Default `pki`.
+    public var dataDirectory: String
+    /// Listen host. Default `127.0.0.1`.
+    public var host: String
+    /// Listen port; 0 picks a free one (printed at start). Default 8443.
+    public var port: Int
+    /// Store: `sqlite` (in the data directory) or a `postgres://` URL. Default `sqlite`.
+    public var store: String
+    public var authority: AuthorityConfiguration
+    public var policy: IssuancePolicy
+    public var rotation: RotationPolicy
+    public var tokenSource: TokenSource
+    /// Expected `iss`; in local mode the development issuer's.
+    public var tokenIssuer: String?
+    /// Audience a token must carry. Default `sigil`.
+    public var tokenAudience: String
+    /// DNS names and IP addresses of the server's own TLS certificate. Default `localhost`, `127.0.0.1`.
+    public var tlsNames: [String]
+    /// Largest request body. Default 64 KiB.
+    public var maxBodyBytes: Int
+    /// `spiffe_refresh_hint` of the bundle. Default 5 minutes.
+    public var bundleRefreshHint: Duration
+    /// How often authorities are re-read from the store (changes by other replicas or admin). Default 10 s.
+    public var authorityRefreshInterval: Duration
+    /// Token validations remembered until the token's `exp`. Default 10,000.
+    public var tokenCacheSize: Int
+
+    public init(
+        dataDirectory: String = "pki", host: String = "127.0.0.1", port: Int = 8443, store: String = "sqlite",
+        authority: AuthorityConfiguration, policy: IssuancePolicy = IssuancePolicy(), rotation: RotationPolicy = RotationPolicy(),
+        tokenSource: TokenSource = .local, tokenIssuer: String? = nil, tokenAudience: String = "sigil",
+        tlsNames: [String] = ["localhost", "127.0.0.1"], maxBodyBytes: Int = 64 * 1024, bundleRefreshHint: Duration = .seconds(300),
+        authorityRefreshInterval: Duration = .seconds(10), tokenCacheSize: Int = 10_000
+    ) {
+        self.dataDirectory = dataDirectory
+        self.host = host
+        self.port = port
+        self.store = store
+        self.authority = authority
+        self.policy = policy
+        self.rotation = rotation
+        self.tokenSource = tokenSource
+        self.tokenIssuer = tokenIssuer
+        self.tokenAudience = tokenAudience
+        self.tlsNames = tlsNames
+        self.maxBodyBytes = maxBodyBytes
+        self.bundleRefreshHint = bundleRefreshHint
+        self.authorityRefreshInterval = authorityRefreshInterval
+        self.tokenCacheSize = tokenCacheSize
+    }
+}

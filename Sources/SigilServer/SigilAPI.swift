@@ -1,0 +1,323 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOSSL
+import SigilCore
+import SigilCrypto
+
+/// The public HTTP API: issuance and the read endpoints.
+final class SigilAPI: Sendable {
+    let ca: CertificateAuthority
+    let store: any CAStore
+    let verifier: any TokenVerifier
+    let tokenCache: CachingTokenVerifier?
+    let metrics: ServerMetrics
+    let configuration: ServerConfiguration
+    let clock: any WallClock
+    let logger: Logger
+
+    init(
+        ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, tokenCache: CachingTokenVerifier?, metrics: ServerMetrics,
+        configuration: ServerConfiguration, clock: any WallClock, logger: Logger
+    ) {
+        self.ca = ca
+        self.store = store
+        self.verifier = verifier
+        self.tokenCache = tokenCache
+        self.metrics = metrics
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+    }
+
+    func addRoutes(to router: Router<SigilRequestContext>) {
+        router.add(middleware: ProblemMiddleware(metrics: metrics, logger: logger))
+        router.post("/v1/certificates") { request, context in try await self.issue(request, context: context) }
+        router.get("/v1/bundle") { request, _ in try await self.bundle(request) }
+        router.get("/v1/bundle.pem") { _, _ in try await self.bundlePEM() }
+        router.get("/v1/authorities") { _, _ in try await self.authorities() }
+        router.get("/v1/crl") { _, _ in try await self.crl() }
+        router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
+        router.get("/readyz") { _, _ in try await self.ready() }
+        router.get("/metrics") { _, _ in self.prometheus() }
+    }
+
+    // MARK: Issuance
+
+    struct CertificateRequestBody: Decodable {
+        let csr: String
+        let ttl_seconds: Int?
+    }
+
+    struct IssuanceResponse: Encodable {
+        let spiffe_id: String
+        let serial: String
+        let not_before: String
+        let not_after: String
+        let renew_after: String
+        let chain: [String]
+        let trust_bundle: [String]
+    }
+
+    func issue(_ request: Request, context: SigilRequestContext) async throws -> Response {
+        let started = ContinuousClock.now
+        do {
+            let response = try await issueChecked(request, context: context)
+            metrics.issued.increment()
+            metrics.issuanceDuration.record(ContinuousClock.now - started)
+            return response
+        } catch let error as CAError {
+            metrics.denied(error.code)
+            logger.notice(
+                "issuance refused",
+                metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(context.id)"])
+            throw error
+        }
+    }
+
+    private func issueChecked(_ request: Request, context: SigilRequestContext) async throws -> Response {
+        guard let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("application/json") else {
+            throw CAError(.unsupportedMediaType, reason: "content type \(request.headers[.contentType] ?? "none")")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
+        }
+        let identity = try await authenticate(request, context: context)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        } catch {
+            throw CAError(.payloadTooLarge, reason: "body larger than \(configuration.maxBodyBytes) bytes")
+        }
+        let body: CertificateRequestBody
+        do {
+            body = try JSONDecoder().decode(CertificateRequestBody.self, from: buffer)
+        } catch {
+            throw CAError(.badRequest, reason: "body is not {\"csr\": string, \"ttl_seconds\"?: integer}")
+        }
+        let csr: CertificateSigningRequest
+        do {
+            csr = try CertificateSigningRequest(pem: body.csr)
+        } catch {
+            throw CAError.csrInvalid(reason: "csr is not a PEM PKCS#10 request")
+        }
+        var ttl: Duration? = nil
+        if let seconds = body.ttl_seconds {
+            guard seconds > 0 else { throw CAError(.ttlOutOfRange, reason: "ttl_seconds must be positive") }
+            ttl = .seconds(seconds)
+        }
+        let issued = try await ca.sign(IssuanceRequest(csr: csr, identity: identity, ttl: ttl))
+        do {
+            try await store.recordIssued(issued.inventoryRecord(issuedAt: clock.now))
+        } catch {
+            throw CAError(.auditUnavailable, reason: "recording the certificate failed: \(error)")
+        }
+        let roots = try await ca.snapshot().authorities.bundleRoots(at: clock.now).map(\.certificate.pem)
+        logger.info(
+            "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
+        return try Self.json(
+            IssuanceResponse(
+                spiffe_id: issued.spiffeID.description, serial: issued.serial.hex, not_before: Self.rfc3339(issued.notBefore),
+                not_after: Self.rfc3339(issued.notAfter), renew_after: Self.rfc3339(issued.renewAfter), chain: issued.chainPEM,
+                trust_bundle: roots),
+            status: .created)
+    }
+
+    /// The caller's identity: from a bearer token, else from a valid, untainted Sigil SVID client certificate.
+    private func authenticate(_ request: Request, context: SigilRequestContext) async throws -> SPIFFEID {
+        if let authorization = request.headers[.authorization] {
+            let prefix = "bearer "
+            guard authorization.lowercased().hasPrefix(prefix) else {
+                throw CAError(.unauthenticated, reason: "Authorization is not a bearer token")
+            }
+            let token = String(authorization.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces)
+            let verified = try await verifier.verify(token)
+            return try verified.identity.spiffeID(in: ca.configuration.trustDomain)
+        }
+        if let identity = try await clientCertificateIdentity(context) { return identity }
+        throw CAError(.unauthenticated, reason: "no bearer token and no client certificate")
+    }
+
+    /// Renewal by mTLS: the presented leaf must chain to a current root through one of Sigil's intermediates,
+    /// be valid now, and not chain to a tainted or revoked authority.
+    private func clientCertificateIdentity(_ context: SigilRequestContext) async throws -> SPIFFEID? {
+        guard let channel = context.channel, let peer = try? await channel.nioSSL_peerCertificate().get() else { return nil }
+        let leaf = try Certificate(der: try peer.toDERBytes())
+        let authorities = try await ca.snapshot().authorities
+        let now = clock.now
+        let intermediates = authorities.records.filter { $0.role == .intermediate && $0.state != .revoked }.map(\.certificate)
+        let roots = authorities.bundleRoots(at: now).map(\.certificate)
+        guard case .valid = try ChainVerifier.verify(leaf, intermediates: intermediates, roots: roots, at: now) else {
+            throw CAError(.unauthenticated, reason: "client certificate does not verify against Sigil's authorities")
+        }
+        guard let issuer = authorities.records.first(where: {
+            $0.role == .intermediate && $0.certificate.subjectKeyIdentifier == leaf.authorityKeyIdentifier
+        }) else { throw CAError(.unauthenticated, reason: "client certificate not issued by a Sigil intermediate") }
+        guard issuer.state != .tainted && issuer.state != .revoked else {
+            throw CAError(.unauthenticated, reason: "client certificate issued by \(issuer.state.rawValue) authority \(issuer.id)")
+        }
+        if let root = issuer.parentID.flatMap(authorities.record(id:)), root.state == .tainted || root.state == .revoked {
+            throw CAError(.unauthenticated, reason: "client certificate chains to \(root.state.rawValue) root \(root.id)")
+        }
+        guard let uris = leaf.subjectAlternativeNames?.value.compactMap({ name -> String? in
+            if case .uri(let uri) = name { return uri } else { return nil }
+        }), uris.count == 1, let identity = try? SPIFFEID(parsing: uris[0]), identity.trustDomain == ca.configuration.trustDomain,
+            identity.isWorkload
+        else { throw CAError(.unauthenticated, reason: "client certificate is not an X509-SVID of this trust domain") }
+        return identity
+    }
+
+    // MARK: Read endpoints
+
+    func bundle(_ request: Request) async throws -> Response {
+        let snapshot = try await ca.snapshot()
+        let roots = snapshot.authorities.bundleRoots(at: clock.now).map(\.certificate)
+        let body = try SPIFFEBundle(roots: roots, sequence: snapshot.bundleSequence, refreshHint: configuration.bundleRefreshHint).json()
+        let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
+        if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
+            return Response(status: .notModified, headers: [.eTag: etag])
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .eTag: etag, .cacheControl: "max-age=\(configuration.bundleRefreshHint.wholeSeconds)"],
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    func bundlePEM() async throws -> Response {
+        let roots = try await ca.snapshot().authorities.bundleRoots(at: clock.now).map(\.certificate)
+        return Response(
+            status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: SPIFFEBundle.pem(roots))))
+    }
+
+    struct AuthorityEntry: Encodable {
+        let id: String
+        let role: String
+        let state: String
+        let parent_id: String?
+        let subject: String
+        let serial: String
+        let sha256_fingerprint: String
+        let subject_key_id: String
+        let not_before: String
+        let not_after: String
+    }
+
+    func authorities() async throws -> Response {
+        let snapshot = try await ca.snapshot()
+        let entries = snapshot.authorities.records.map { record in
+            AuthorityEntry(
+                id: record.id, role: record.role.rawValue, state: record.state.rawValue, parent_id: record.parentID,
+                subject: record.certificate.subject.description, serial: record.certificate.serial.hex,
+                sha256_fingerprint: record.certificate.sha256Fingerprint, subject_key_id: hexString(record.certificate.subjectKeyIdentifier ?? []),
+                not_before: Self.rfc3339(record.notBefore), not_after: Self.rfc3339(record.notAfter))
+        }
+        struct Body: Encodable {
+            let trust_domain: String
+            let bundle_sequence: Int64
+            let authorities: [AuthorityEntry]
+        }
+        let body = try JSONEncoder.sorted.encode(
+            Body(trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, authorities: entries))
+        let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
+        return Response(status: .ok, headers: [.contentType: "application/json", .eTag: etag], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// DER CRL of revoked intermediates, signed by the active root.
+    func crl() async throws -> Response {
+        let authorities = try await ca.snapshot().authorities
+        guard let root = authorities.active(.root) else { throw CAError(.noActiveAuthority, reason: "no active root") }
+        let revoked = authorities.records.filter { $0.role == .intermediate && $0.state == .revoked && $0.parentID == root.id }
+        let key = try await store.authorityKey(id: root.id)
+        let now = clock.now
+        let list = try CertificateRevocationList.sign(
+            entries: revoked.map { .init(serial: $0.certificate.serial, revokedAt: $0.updatedAt) },
+            number: UInt64(max(0, now.timeIntervalSince1970)), thisUpdate: now - .seconds(30), nextUpdate: now + .seconds(86_400),
+            issuer: SigningIdentity(certificate: root.certificate, key: key))
+        return Response(status: .ok, headers: [.contentType: "application/pkix-crl"], body: .init(byteBuffer: ByteBuffer(bytes: list.der)))
+    }
+
+    func ready() async throws -> Response {
+        do {
+            _ = try await store.bundleSequence()
+            let signer = try await ca.signingAuthority()
+            _ = try signer.identity.key.sign(Array("sigil readiness".utf8))
+            guard !signer.record.isExpired(at: clock.now) else { throw CAError(.noActiveAuthority, reason: "active intermediate expired") }
+            return try Self.json(["status": "ready"])
+        } catch {
+            logger.warning("not ready", metadata: [LogKey.reason: "\(error)"])
+            return try Self.json(["status": "unavailable"], status: .serviceUnavailable)
+        }
+    }
+
+    func prometheus() -> Response {
+        if let statistics = tokenCache?.statistics {
+            metrics.tokenCacheHits.set(to: Double(statistics.hits))
+            metrics.tokenCacheMisses.set(to: Double(statistics.misses))
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+    }
+
+    // MARK: Encoding
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder.sorted.encode(value))))
+    }
+
+    static func rfc3339(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
+            .replacingOccurrences(of: "+0000", with: "Z")
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}
+
+/// Log metadata keys (dotted lower case, one place).
+enum LogKey {
+    static let code = "sigil.code"
+    static let reason = "sigil.reason"
+    static let serial = "sigil.serial"
+    static let identity = "sigil.identity"
+    static let authority = "sigil.authority"
+    static let requestID = "request.id"
+}
+
+/// Turns every error into problem+json with a stable code, and counts requests by route and status.
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = SigilRequestContext
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as CAError {
+            response = error.response(requestID: context.id)
+        } catch let error as HTTPError {
+            let code: CAError.Code
+            switch error.status {
+            case .notFound: code = .notFound
+            case .methodNotAllowed: code = .methodNotAllowed
+            case .contentTooLarge: code = .payloadTooLarge
+            case .unsupportedMediaType: code = .unsupportedMediaType
+            default: code = error.status.code < 500 ? .badRequest : .internalError
+            }
+            response = CAError(code, reason: "\(error)").response(requestID: context.id)
+        } catch {
+            logger.error("unexpected error", metadata: [LogKey.reason: "\(error)", LogKey.requestID: "\(context.id)"])
+            response = CAError(.internalError, reason: "\(error)").response(requestID: context.id)
+        }
+        metrics.request(route: context.endpointPath ?? "unmatched", status: response.status.code)
+        return response
+    }
+}

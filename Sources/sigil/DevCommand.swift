@@ -1,0 +1,29 @@
+import ArgumentParser
+import Foundation
+import SigilCore
+import SigilServer
+
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev", abstract: "Local-mode development helpers.", subcommands: [DevTokenCommand.self])
+}
+
+struct DevTokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Mint a Kubernetes-shaped projected service-account token from the local development issuer (local mode only).")
+
+    @OptionGroup var data: DataDirectoryOption
+    @Option(help: "Kubernetes namespace.") var namespace: String
+    @Option(name: .customLong("service-account"), help: "Service account name.") var serviceAccount: String
+    @Option(help: "Audience (aud).") var audience: String = "sigil"
+    @Option(help: "Token lifetime.") var ttl: String = "10m"
+
+    func run() async throws {
+        let issuer = try LocalTokenIssuer.load(dataDirectory: data.dataDir, create: false)
+        let token = try await issuer.mint(
+            identity: WorkloadIdentity(namespace: namespace, serviceAccount: serviceAccount), audience: audience,
+            ttl: try parseDuration(ttl, flag: "--ttl"), now: SystemClock().now)
+        print(token)
+    }
+}
