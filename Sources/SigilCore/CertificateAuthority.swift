@@ -51,8 +51,10 @@ public final class CertificateAuthority: Sendable {
             (root, rootKey) = try AuthorityFactory.makeRoot(configuration, state: .active, at: now)
         }
         try await store.insertAuthority(root, key: rootKey)
+        try await audit(upstream == nil ? .initialize : .keyImport, actor: "system", reason: "\(root.role.rawValue) for \(configuration.trustDomain)", authorityID: root.id)
         let intermediate = try AuthorityFactory.makeIntermediate(configuration, parent: root, parentKey: rootKey, state: .active, at: now)
         try await store.insertAuthority(intermediate.record, key: intermediate.key)
+        try await audit(.initialize, actor: "system", reason: "intermediate signed by \(root.id)", authorityID: intermediate.record.id)
         try await reload()
         return true
     }
@@ -95,11 +97,40 @@ public final class CertificateAuthority: Sendable {
         return try issuer.issue(request, by: signer, at: clock.now)
     }
 
-    /// Signs and records a leaf in the inventory (offline issuance: `sigil issue`).
-    public func issue(_ request: IssuanceRequest) async throws -> IssuedCertificate {
-        let issued = try await sign(request)
-        try await store.recordIssued(issued.inventoryRecord(issuedAt: clock.now))
+    /// Signs a leaf and commits its inventory row and audit record durably before returning it; a refusal is
+    /// audited as a denial (if that record cannot be written either, the answer is `audit_unavailable`).
+    /// - Throws: the policy's `CAError`; `audit_unavailable` when the commit fails (the certificate is withheld).
+    public func issue(_ request: IssuanceRequest, requester: Requester) async throws -> IssuedCertificate {
+        let issued: IssuedCertificate
+        do {
+            issued = try await sign(request)
+        } catch let error as CAError {
+            do {
+                _ = try await store.appendAudit(requester.denial(error, subject: request.identity.description, at: clock.now))
+            } catch {
+                throw CAError(.auditUnavailable, reason: "denial could not be audited: \(error)")
+            }
+            throw error
+        }
+        let now = clock.now
+        var event = requester.event(requester.isRenewal ? .renew : .issue, at: now)
+        event.subject = issued.spiffeID.description
+        event.serial = issued.serial.hex
+        event.authorityID = issued.authorityID
+        event.publicKeySHA256 = issued.publicKey.sha256Fingerprint
+        do {
+            _ = try await store.commitIssuance(issued.inventoryRecord(issuedAt: now), event: event)
+        } catch {
+            throw CAError(.auditUnavailable, reason: "audit/inventory commit failed, certificate withheld: \(error)")
+        }
         return issued
+    }
+
+    /// Appends an audit event for an action outside issuance (rotation, admin verbs, start/stop).
+    public func audit(_ action: AuditAction, actor: String, outcome: AuditOutcome = .success, code: String? = nil, reason: String? = nil,
+                      authorityID: String? = nil) async throws {
+        _ = try await store.appendAudit(
+            AuditEvent(time: clock.now, actor: actor, action: action, outcome: outcome, code: code, reason: reason, authorityID: authorityID))
     }
 
     /// The planner's slot for `role` in `authorities`.
@@ -132,9 +163,9 @@ public final class CertificateAuthority: Sendable {
         return planner.action(for: slot(for: role, in: authorities), at: now)
     }
 
-    /// Carries out `action` for `role`; returns the ids of authorities created or changed.
+    /// Carries out `action` for `role` and audits each step; returns the ids of authorities created or changed.
     @discardableResult
-    public func perform(_ action: RotationAction, for role: AuthorityRole) async throws -> [String] {
+    public func perform(_ action: RotationAction, for role: AuthorityRole, actor: String = "system", reason: String? = nil) async throws -> [String] {
         let authorities = try await snapshot().authorities
         let now = clock.now
         var changed: [String] = []
@@ -143,14 +174,19 @@ public final class CertificateAuthority: Sendable {
             return []
         case .prepareNext:
             let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now)
+            try await audit(.prepare, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor", authorityID: created)
             changed.append(created)
         case .activateNext:
             guard let next = authorities.prepared(role) else { return [] }
             var updates: [(id: String, state: AuthorityState)] = [(next.id, .active)]
             if let current = authorities.active(role) { updates.append((current.id, .retired)) }
             try await store.updateAuthorityStates(updates, at: now)
+            try await audit(.activate, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor activated", authorityID: next.id)
+            for retired in updates.dropFirst() {
+                try await audit(.retire, actor: actor, reason: reason ?? "replaced by \(next.id)", authorityID: retired.id)
+            }
             changed = updates.map(\.id)
-        case .renew:
+        case .renew(let why):
             if role == .root, authorities.active(.root)?.isUpstream == true {
                 throw CAError(.noActiveAuthority, reason: "the upstream root has expired; import a new upstream CA")
             }
@@ -160,6 +196,7 @@ public final class CertificateAuthority: Sendable {
             // A stale prepared successor would otherwise be activated later in place of the new one.
             if let stale = authorities.prepared(role) { updates.append((stale.id, .retired)) }
             try await store.updateAuthorityStates(updates, at: now)
+            try await audit(.rotate, actor: actor, reason: reason ?? "repair: \(why)", authorityID: created)
             changed = updates.map(\.id)
         }
         try await reload()

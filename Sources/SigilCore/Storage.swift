@@ -56,5 +56,18 @@ public protocol CertificateInventory: Sendable {
     func liveCertificates(spiffeID: SPIFFEID, at time: Date) async throws -> [InventoryRecord]
 }
 
+/// The hash-chained audit log. Appends are serialised so the chain stays linear even with several writers.
+public protocol AuditStore: Sendable {
+    /// Appends `event` durably and returns its chained record.
+    func appendAudit(_ event: AuditEvent) async throws -> AuditRecord
+    /// Records an issued certificate and its audit event in one durable transaction: neither exists without
+    /// the other, and the certificate may leave only after this returns.
+    func commitIssuance(_ inventory: InventoryRecord, event: AuditEvent) async throws -> AuditRecord
+    /// Records matching `query`, in sequence order.
+    func auditRecords(_ query: AuditQuery) async throws -> [AuditRecord]
+    /// The per-deployment key for token HMACs (created on first use, kept sealed in the store).
+    func auditKey() async throws -> [UInt8]
+}
+
 /// The whole store a CA needs.
-public typealias CAStore = AuthorityStore & CertificateInventory
+public typealias CAStore = AuthorityStore & CertificateInventory & AuditStore

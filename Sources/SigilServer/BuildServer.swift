@@ -31,6 +31,10 @@ public func buildServer(
         throw CAError.configuration(reason: "store \(configuration.store) is not supported yet; use sqlite")
     }
     let store = try directory.openSQLiteStore(create: true)
+    if let sink = configuration.auditSink {
+        let stream = try JSONLinesAuditSink(destination: sink, logger: logger)
+        store.observeAudit { stream.emit($0) }
+    }
     var authorityConfiguration = configuration.authority
     if let recorded = try await store.loadAuthorityConfiguration() {
         if recorded.trustDomain != configuration.authority.trustDomain {
@@ -98,8 +102,9 @@ public func buildServer(
         refreshInterval: configuration.authorityRefreshInterval, logger: logger)
     _ = try await rotation.step()
 
+    try await ca.audit(.start, actor: "system", reason: "sigil serve on \(configuration.host):\(configuration.port)")
     let api = SigilAPI(
-        ca: ca, store: store, verifier: cache, tokenCache: cache, metrics: metrics, configuration: configuration, clock: clock, logger: logger)
+        ca: ca, store: store, verifier: cache, auditKey: try await store.auditKey(), tokenCache: cache, metrics: metrics, configuration: configuration, clock: clock, logger: logger)
     let router = Router(context: SigilRequestContext.self)
     api.addRoutes(to: router)
     let tls = TLSChannelConfiguration(
@@ -113,6 +118,7 @@ public func buildServer(
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
     services.insert(contentsOf: [app, rotation] as [any Service], at: 0)
+    services.append(LifecycleAuditService(ca: ca))
     return SigilServerServices(services: services, authority: ca, store: store, metrics: metrics, localMode: localMode)
 }
 
@@ -129,5 +135,14 @@ struct HTTPClientService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         try await client.shutdown()
+    }
+}
+
+/// Audits the server's stop once graceful shutdown begins.
+struct LifecycleAuditService: Service {
+    let ca: CertificateAuthority
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await ca.audit(.stop, actor: "system", reason: "graceful shutdown")
     }
 }

@@ -43,14 +43,17 @@ public struct ServerConfiguration: Sendable {
     public var authorityRefreshInterval: Duration
     /// Token validations remembered until the token's `exp`. Default 10,000.
     public var tokenCacheSize: Int
+    /// Streaming audit sink: `stdout` or a file path for JSON lines. Default none.
+    public var auditSink: String?
 
     public init(
         dataDirectory: String = "pki", host: String = "127.0.0.1", port: Int = 8443, store: String = "sqlite",
         authority: AuthorityConfiguration, policy: IssuancePolicy = IssuancePolicy(), rotation: RotationPolicy = RotationPolicy(),
         tokenSource: TokenSource = .local, tokenIssuer: String? = nil, tokenAudience: String = "sigil",
         tlsNames: [String] = ["localhost", "127.0.0.1"], maxBodyBytes: Int = 64 * 1024, bundleRefreshHint: Duration = .seconds(300),
-        authorityRefreshInterval: Duration = .seconds(10), tokenCacheSize: Int = 10_000
+        authorityRefreshInterval: Duration = .seconds(10), tokenCacheSize: Int = 10_000, auditSink: String? = nil
     ) {
+        self.auditSink = auditSink
         self.dataDirectory = dataDirectory
         self.host = host
         self.port = port

@@ -11,6 +11,7 @@ final class SigilAPI: Sendable {
     let ca: CertificateAuthority
     let store: any CAStore
     let verifier: any TokenVerifier
+    let auditKey: [UInt8]
     let tokenCache: CachingTokenVerifier?
     let metrics: ServerMetrics
     let configuration: ServerConfiguration
@@ -18,12 +19,13 @@ final class SigilAPI: Sendable {
     let logger: Logger
 
     init(
-        ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, tokenCache: CachingTokenVerifier?, metrics: ServerMetrics,
+        ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, auditKey: [UInt8], tokenCache: CachingTokenVerifier?, metrics: ServerMetrics,
         configuration: ServerConfiguration, clock: any WallClock, logger: Logger
     ) {
         self.ca = ca
         self.store = store
         self.verifier = verifier
+        self.auditKey = auditKey
         self.tokenCache = tokenCache
         self.metrics = metrics
         self.configuration = configuration
@@ -62,12 +64,52 @@ final class SigilAPI: Sendable {
 
     func issue(_ request: Request, context: SigilRequestContext) async throws -> Response {
         let started = ContinuousClock.now
+        var requester = Requester(
+            actor: "anonymous", requestID: context.id, clientAddress: context.channel?.remoteAddress?.ipAddress)
+        var reachedAuthority = false
         do {
-            let response = try await issueChecked(request, context: context)
+            guard let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("application/json") else {
+                throw CAError(.unsupportedMediaType, reason: "content type \(request.headers[.contentType] ?? "none")")
+            }
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+                throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
+            }
+            let identity = try await authenticate(request, context: context, requester: &requester)
+            let body = try await readBody(request)
+            let csr: CertificateSigningRequest
+            do {
+                csr = try CertificateSigningRequest(pem: body.csr)
+            } catch {
+                throw CAError.csrInvalid(reason: "csr is not a PEM PKCS#10 request")
+            }
+            var ttl: Duration? = nil
+            if let seconds = body.ttl_seconds {
+                guard seconds > 0 else { throw CAError(.ttlOutOfRange, reason: "ttl_seconds must be positive") }
+                ttl = .seconds(seconds)
+            }
+            reachedAuthority = true
+            let issued = try await ca.issue(IssuanceRequest(csr: csr, identity: identity, ttl: ttl), requester: requester)
+            let roots = try await ca.snapshot().authorities.bundleRoots(at: clock.now).map(\.certificate.pem)
+            logger.info(
+                "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
             metrics.issued.increment()
             metrics.issuanceDuration.record(ContinuousClock.now - started)
-            return response
-        } catch let error as CAError {
+            return try Self.json(
+                IssuanceResponse(
+                    spiffe_id: issued.spiffeID.description, serial: issued.serial.hex, not_before: Self.rfc3339(issued.notBefore),
+                    not_after: Self.rfc3339(issued.notAfter), renew_after: Self.rfc3339(issued.renewAfter), chain: issued.chainPEM,
+                    trust_bundle: roots),
+                status: .created)
+        } catch let refusal as CAError {
+            var error = refusal
+            // The authority audits its own decisions; refusals before it are audited here. No audit, no answer.
+            if !reachedAuthority {
+                do {
+                    _ = try await store.appendAudit(requester.denial(refusal, subject: nil, at: clock.now))
+                } catch let auditFailure {
+                    error = CAError(.auditUnavailable, reason: "denial could not be audited: \(auditFailure)")
+                }
+            }
             metrics.denied(error.code)
             logger.notice(
                 "issuance refused",
@@ -76,66 +118,39 @@ final class SigilAPI: Sendable {
         }
     }
 
-    private func issueChecked(_ request: Request, context: SigilRequestContext) async throws -> Response {
-        guard let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("application/json") else {
-            throw CAError(.unsupportedMediaType, reason: "content type \(request.headers[.contentType] ?? "none")")
-        }
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
-            throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
-        }
-        let identity = try await authenticate(request, context: context)
+    private func readBody(_ request: Request) async throws -> CertificateRequestBody {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
         } catch {
             throw CAError(.payloadTooLarge, reason: "body larger than \(configuration.maxBodyBytes) bytes")
         }
-        let body: CertificateRequestBody
         do {
-            body = try JSONDecoder().decode(CertificateRequestBody.self, from: buffer)
+            return try JSONDecoder().decode(CertificateRequestBody.self, from: buffer)
         } catch {
             throw CAError(.badRequest, reason: "body is not {\"csr\": string, \"ttl_seconds\"?: integer}")
         }
-        let csr: CertificateSigningRequest
-        do {
-            csr = try CertificateSigningRequest(pem: body.csr)
-        } catch {
-            throw CAError.csrInvalid(reason: "csr is not a PEM PKCS#10 request")
-        }
-        var ttl: Duration? = nil
-        if let seconds = body.ttl_seconds {
-            guard seconds > 0 else { throw CAError(.ttlOutOfRange, reason: "ttl_seconds must be positive") }
-            ttl = .seconds(seconds)
-        }
-        let issued = try await ca.sign(IssuanceRequest(csr: csr, identity: identity, ttl: ttl))
-        do {
-            try await store.recordIssued(issued.inventoryRecord(issuedAt: clock.now))
-        } catch {
-            throw CAError(.auditUnavailable, reason: "recording the certificate failed: \(error)")
-        }
-        let roots = try await ca.snapshot().authorities.bundleRoots(at: clock.now).map(\.certificate.pem)
-        logger.info(
-            "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
-        return try Self.json(
-            IssuanceResponse(
-                spiffe_id: issued.spiffeID.description, serial: issued.serial.hex, not_before: Self.rfc3339(issued.notBefore),
-                not_after: Self.rfc3339(issued.notAfter), renew_after: Self.rfc3339(issued.renewAfter), chain: issued.chainPEM,
-                trust_bundle: roots),
-            status: .created)
     }
 
     /// The caller's identity: from a bearer token, else from a valid, untainted Sigil SVID client certificate.
-    private func authenticate(_ request: Request, context: SigilRequestContext) async throws -> SPIFFEID {
+    private func authenticate(_ request: Request, context: SigilRequestContext, requester: inout Requester) async throws -> SPIFFEID {
         if let authorization = request.headers[.authorization] {
             let prefix = "bearer "
             guard authorization.lowercased().hasPrefix(prefix) else {
                 throw CAError(.unauthenticated, reason: "Authorization is not a bearer token")
             }
             let token = String(authorization.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces)
+            requester.tokenHMAC = hexString(Digest.hmacSHA256(key: auditKey, message: Array(token.utf8)))
             let verified = try await verifier.verify(token)
-            return try verified.identity.spiffeID(in: ca.configuration.trustDomain)
+            let identity = try verified.identity.spiffeID(in: ca.configuration.trustDomain)
+            requester.actor = identity.description
+            return identity
         }
-        if let identity = try await clientCertificateIdentity(context) { return identity }
+        if let identity = try await clientCertificateIdentity(context) {
+            requester.actor = identity.description
+            requester.isRenewal = true
+            return identity
+        }
         throw CAError(.unauthenticated, reason: "no bearer token and no client certificate")
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import SigilCore
 import SigilCrypto
+import Synchronization
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a committed write
 /// survives power loss before the caller is told it succeeded.
@@ -9,6 +10,8 @@ public final class SQLiteStore: CAStore {
     let pool: DatabasePool
     let kek: KeyEncryptionKey
     public let path: String
+    private let commits: GroupCommit
+    private let observers = AuditObservers()
 
     /// Opens (creating and migrating if needed) the database at `path`; the file is made 0600.
     public init(path: String, kek: KeyEncryptionKey) throws {
@@ -29,6 +32,19 @@ public final class SQLiteStore: CAStore {
         }
         self.kek = kek
         self.path = path
+        let pool = self.pool
+        let observers = self.observers
+        commits = GroupCommit { items in
+            do {
+                let records = try await pool.write { db in try Self.appendBatch(items, db) }
+                observers.notify(records)
+                return records
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw StorageError(.conflict, reason: "SQLite constraint: \(error.message ?? "")")
+            } catch {
+                throw StorageError(.unavailable, reason: "SQLite audit write failed: \(error)")
+            }
+        }
     }
 
     static var migrator: DatabaseMigrator {
@@ -66,7 +82,121 @@ public final class SQLiteStore: CAStore {
                     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                     """)
         }
+        migrator.registerMigration("v2-audit") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE audit (
+                        seq INTEGER PRIMARY KEY,
+                        time_us INTEGER NOT NULL,
+                        actor TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        outcome TEXT NOT NULL,
+                        code TEXT,
+                        reason TEXT,
+                        subject TEXT,
+                        serial TEXT,
+                        authority_id TEXT,
+                        key_sha256 TEXT,
+                        request_id TEXT,
+                        client_address TEXT,
+                        token_hmac TEXT,
+                        prev_hash TEXT NOT NULL,
+                        hash TEXT NOT NULL
+                    );
+                    CREATE INDEX audit_by_time ON audit(time_us);
+                    CREATE INDEX audit_by_subject ON audit(subject);
+                    CREATE INDEX audit_by_serial ON audit(serial);
+                    """)
+        }
         return migrator
+    }
+
+    // MARK: AuditStore
+
+    /// Calls `observer` with every batch of records after it is committed (the streaming sink). An observer
+    /// must not block: the commit path waits for it.
+    public func observeAudit(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) {
+        observers.add(observer)
+    }
+
+    public func appendAudit(_ event: AuditEvent) async throws -> AuditRecord {
+        try await commits.submit(.init(inventory: nil, event: event))
+    }
+
+    public func commitIssuance(_ inventory: InventoryRecord, event: AuditEvent) async throws -> AuditRecord {
+        try await commits.submit(.init(inventory: inventory, event: event))
+    }
+
+    /// Appends a batch in the caller's write transaction, continuing the chain from its last record.
+    static func appendBatch(_ items: [GroupCommit.Item], _ db: Database) throws -> [AuditRecord] {
+        let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        var sequence: Int64 = last?["seq"] ?? 0
+        var previous: String = last?["hash"] ?? AuditRecord.genesisHash
+        var records: [AuditRecord] = []
+        for item in items {
+            if let inventory = item.inventory { try insert(inventory, db) }
+            sequence += 1
+            let record = AuditRecord.chained(item.event, sequence: sequence, previousHash: previous)
+            let event = record.event
+            try db.execute(
+                sql: """
+                    INSERT INTO audit (seq, time_us, actor, action, outcome, code, reason, subject, serial, authority_id, key_sha256,
+                                       request_id, client_address, token_hmac, prev_hash, hash)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    record.sequence, event.time.microsecondsSince1970, event.actor, event.action.rawValue, event.outcome.rawValue,
+                    event.code, event.reason, event.subject, event.serial, event.authorityID, event.publicKeySHA256, event.requestID,
+                    event.clientAddress, event.tokenHMAC, record.previousHash, record.hash,
+                ])
+            previous = record.hash
+            records.append(record)
+        }
+        return records
+    }
+
+    public func auditRecords(_ query: AuditQuery) async throws -> [AuditRecord] {
+        var conditions = ["seq > ?"]
+        var arguments: [(any DatabaseValueConvertible)?] = [query.afterSequence]
+        if let since = query.since { conditions.append("time_us >= ?"); arguments.append(since.microsecondsSince1970) }
+        if let until = query.until { conditions.append("time_us < ?"); arguments.append(until.microsecondsSince1970) }
+        if let subject = query.subject { conditions.append("subject = ?"); arguments.append(subject) }
+        if let serial = query.serial { conditions.append("serial = ?"); arguments.append(serial.lowercased()) }
+        if let action = query.action { conditions.append("action = ?"); arguments.append(action.rawValue) }
+        if let outcome = query.outcome { conditions.append("outcome = ?"); arguments.append(outcome.rawValue) }
+        let sql = "SELECT * FROM audit WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT \(max(1, query.limit))"
+        let statementArguments = StatementArguments(arguments)
+        return try await read { db in
+            try Row.fetchAll(db, sql: sql, arguments: statementArguments).map(Self.auditRecord)
+        }
+    }
+
+    static func auditRecord(_ row: Row) throws -> AuditRecord {
+        guard let action = AuditAction(rawValue: row["action"]), let outcome = AuditOutcome(rawValue: row["outcome"]) else {
+            // Keep an unknown action visible to the verifier as a hash mismatch rather than hiding the row.
+            return AuditRecord(
+                sequence: row["seq"], event: AuditEvent(time: Date(microsecondsSince1970: row["time_us"]), actor: row["actor"], action: .deny),
+                previousHash: row["prev_hash"], hash: "unknown action or outcome")
+        }
+        let event = AuditEvent(
+            time: Date(microsecondsSince1970: row["time_us"]), actor: row["actor"], action: action, outcome: outcome, code: row["code"],
+            reason: row["reason"], subject: row["subject"], serial: row["serial"], authorityID: row["authority_id"],
+            publicKeySHA256: row["key_sha256"], requestID: row["request_id"], clientAddress: row["client_address"],
+            tokenHMAC: row["token_hmac"])
+        return AuditRecord(sequence: row["seq"], event: event, previousHash: row["prev_hash"], hash: row["hash"])
+    }
+
+    public func auditKey() async throws -> [UInt8] {
+        let kek = self.kek
+        let fresh = try kek.seal(try SecureRandom.bytes(32), context: "audit-key")
+        let sealed = try await write { db -> Data in
+            try db.execute(
+                sql: "INSERT INTO settings (key, value) VALUES ('audit_key', ?) ON CONFLICT (key) DO NOTHING",
+                arguments: [Data(fresh).base64EncodedString()])
+            let stored = try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = 'audit_key'") ?? ""
+            return Data(base64Encoded: stored) ?? Data()
+        }
+        return try kek.open(Array(sealed), context: "audit-key")
     }
 
     // MARK: AuthorityStore
@@ -241,4 +371,11 @@ public final class SQLiteStore: CAStore {
             throw StorageError(.unavailable, reason: "SQLite write failed: \(error)")
         }
     }
+}
+
+/// Callbacks told about committed audit records.
+final class AuditObservers: Sendable {
+    private let list = Mutex<[@Sendable ([AuditRecord]) -> Void]>([])
+    func add(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) { list.withLock { $0.append(observer) } }
+    func notify(_ records: [AuditRecord]) { for observer in list.withLock({ $0 }) { observer(records) } }
 }

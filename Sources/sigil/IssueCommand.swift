@@ -32,7 +32,8 @@ struct IssueCommand: AsyncParsableCommand {
             throw CAError.csrInvalid(reason: "\(csr) is not a PEM or DER PKCS#10 CSR")
         }
         let issued = try await ca.authority.issue(
-            IssuanceRequest(csr: request, identity: identity, ttl: try ttl.map { try parseDuration($0, flag: "--ttl") }))
+            IssuanceRequest(csr: request, identity: identity, ttl: try ttl.map { try parseDuration($0, flag: "--ttl") }),
+            requester: Requester(actor: "operator:cli"))
         let output: String
         if json {
             let roots = try await ca.authority.snapshot().authorities.bundleRoots(at: ca.clock.now).map(\.certificate.pem)

@@ -1,0 +1,236 @@
+import Foundation
+import SigilCrypto
+
+/// What happened, for the audit chain.
+public enum AuditAction: String, Sendable, Codable, CaseIterable {
+    case issue, deny, renew
+    case initialize = "init"
+    case prepare, activate, retire, rotate, taint, revoke
+    case adminStatus = "admin_status"
+    case adminRotate = "admin_rotate"
+    case adminRevoke = "admin_revoke"
+    case start, stop
+    case keyImport = "key_import"
+}
+
+public enum AuditOutcome: String, Sendable, Codable {
+    case success, failure
+}
+
+/// One security-relevant action. Never holds a token, key or CSR body: tokens appear only as an HMAC
+/// under the deployment's audit key.
+public struct AuditEvent: Sendable, Equatable, Codable {
+    public var time: Date
+    /// Who acted: `spiffe://…` (token or certificate identity), `admin:<uid>`, `operator:cli`, `system`, or
+    /// `anonymous` when authentication failed.
+    public var actor: String
+    public var action: AuditAction
+    public var outcome: AuditOutcome
+    /// Stable error code on failure.
+    public var code: String?
+    /// Why: the operator's reason for admin verbs, the refusal reason for denials.
+    public var reason: String?
+    public var subject: String?
+    public var serial: String?
+    public var authorityID: String?
+    public var publicKeySHA256: String?
+    public var requestID: String?
+    public var clientAddress: String?
+    /// HMAC-SHA256 of the bearer token under the audit key, hex.
+    public var tokenHMAC: String?
+
+    public init(
+        time: Date, actor: String, action: AuditAction, outcome: AuditOutcome = .success, code: String? = nil, reason: String? = nil,
+        subject: String? = nil, serial: String? = nil, authorityID: String? = nil, publicKeySHA256: String? = nil,
+        requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil
+    ) {
+        self.time = time
+        self.actor = actor
+        self.action = action
+        self.outcome = outcome
+        self.code = code
+        self.reason = reason
+        self.subject = subject
+        self.serial = serial
+        self.authorityID = authorityID
+        self.publicKeySHA256 = publicKeySHA256
+        self.requestID = requestID
+        self.clientAddress = clientAddress
+        self.tokenHMAC = tokenHMAC
+    }
+}
+
+/// An event in the chain: its sequence number, the previous record's hash and its own.
+public struct AuditRecord: Sendable, Equatable {
+    public static let genesisHash = String(repeating: "0", count: 64)
+
+    public let sequence: Int64
+    public let event: AuditEvent
+    public let previousHash: String
+    public let hash: String
+
+    public init(sequence: Int64, event: AuditEvent, previousHash: String, hash: String) {
+        self.sequence = sequence
+        self.event = event
+        self.previousHash = previousHash
+        self.hash = hash
+    }
+
+    /// Chains `event` after a record with `previousHash` at `sequence`.
+    public static func chained(_ event: AuditEvent, sequence: Int64, previousHash: String) -> AuditRecord {
+        AuditRecord(sequence: sequence, event: event, previousHash: previousHash, hash: computeHash(event, sequence: sequence, previousHash: previousHash))
+    }
+
+    /// SHA-256 over the canonical encoding: sorted-key JSON of every field, time in whole microseconds.
+    public static func computeHash(_ event: AuditEvent, sequence: Int64, previousHash: String) -> String {
+        hexString(Digest.sha256(canonicalEncoding(event, sequence: sequence, previousHash: previousHash)))
+    }
+
+    static func canonicalEncoding(_ event: AuditEvent, sequence: Int64, previousHash: String) -> [UInt8] {
+        let fields: [String: Any] = [
+            "seq": sequence, "prev": previousHash, "time_us": event.time.microsecondsSince1970, "actor": event.actor,
+            "action": event.action.rawValue, "outcome": event.outcome.rawValue, "code": event.code ?? NSNull(),
+            "reason": event.reason ?? NSNull(), "subject": event.subject ?? NSNull(), "serial": event.serial ?? NSNull(),
+            "authority": event.authorityID ?? NSNull(), "key_sha256": event.publicKeySHA256 ?? NSNull(),
+            "request_id": event.requestID ?? NSNull(), "client": event.clientAddress ?? NSNull(), "token_hmac": event.tokenHMAC ?? NSNull(),
+        ]
+        // Sorted keys and no whitespace: the same record always encodes to the same bytes.
+        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return Array(data)
+    }
+
+    /// The record as one JSON line (for `sigil audit export` and the streaming sink).
+    public var jsonLine: String {
+        var fields: [String: Any] = [
+            "seq": sequence, "prev_hash": previousHash, "hash": hash, "time": AuditRecord.timestamp(event.time), "actor": event.actor,
+            "action": event.action.rawValue, "outcome": event.outcome.rawValue,
+        ]
+        let optional: [(String, String?)] = [
+            ("code", event.code), ("reason", event.reason), ("subject", event.subject), ("serial", event.serial),
+            ("authority_id", event.authorityID), ("public_key_sha256", event.publicKeySHA256), ("request_id", event.requestID),
+            ("client_address", event.clientAddress), ("token_hmac", event.tokenHMAC),
+        ]
+        for (key, value) in optional { if let value { fields[key] = value } }
+        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// RFC 3339 UTC with microseconds.
+    public static func timestamp(_ date: Date) -> String {
+        let micros = date.microsecondsSince1970
+        let seconds = Date(timeIntervalSince1970: TimeInterval(micros / 1_000_000))
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        let base = formatter.string(from: seconds).replacingOccurrences(of: "Z", with: "")
+        return base + String(format: ".%06dZ", Int(micros % 1_000_000))
+    }
+}
+
+extension Date {
+    /// Whole microseconds since 1970 (the audit chain's time resolution).
+    public var microsecondsSince1970: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded(.down)) }
+
+    public init(microsecondsSince1970 micros: Int64) {
+        self.init(timeIntervalSince1970: TimeInterval(micros) / 1_000_000)
+    }
+}
+
+/// The result of walking the chain.
+public enum AuditVerification: Equatable, Sendable {
+    case valid(records: Int, lastHash: String)
+    /// The first bad record and what is wrong with it.
+    case broken(sequence: Int64, reason: String)
+}
+
+/// Walks audit records in storage order and names the first one that was edited, deleted, inserted or moved.
+public struct AuditChainVerifier: Sendable {
+    private(set) var expectedSequence: Int64 = 1
+    private(set) var previousHash = AuditRecord.genesisHash
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// Checks the next record; returns the problem if it breaks the chain.
+    public mutating func check(_ record: AuditRecord) -> AuditVerification? {
+        if record.sequence != expectedSequence {
+            let what = record.sequence > expectedSequence
+                ? "sequence jumps from \(expectedSequence - 1) to \(record.sequence): record(s) deleted"
+                : "sequence \(record.sequence) repeats or goes back after \(expectedSequence - 1): record inserted or reordered"
+            return .broken(sequence: record.sequence, reason: what)
+        }
+        if record.previousHash != previousHash {
+            return .broken(sequence: record.sequence, reason: "previous-hash link does not match record \(record.sequence - 1): inserted, deleted or reordered")
+        }
+        let recomputed = AuditRecord.computeHash(record.event, sequence: record.sequence, previousHash: record.previousHash)
+        if recomputed != record.hash {
+            return .broken(sequence: record.sequence, reason: "content does not match its hash: record edited")
+        }
+        expectedSequence += 1
+        previousHash = record.hash
+        count += 1
+        return nil
+    }
+
+    public var result: AuditVerification { .valid(records: count, lastHash: previousHash) }
+}
+
+/// Filters for `sigil audit list`.
+public struct AuditQuery: Sendable, Equatable {
+    public var since: Date?
+    public var until: Date?
+    public var subject: String?
+    public var serial: String?
+    public var action: AuditAction?
+    public var outcome: AuditOutcome?
+    public var afterSequence: Int64
+    public var limit: Int
+
+    public init(
+        since: Date? = nil, until: Date? = nil, subject: String? = nil, serial: String? = nil, action: AuditAction? = nil,
+        outcome: AuditOutcome? = nil, afterSequence: Int64 = 0, limit: Int = 1000
+    ) {
+        self.since = since
+        self.until = until
+        self.subject = subject
+        self.serial = serial
+        self.action = action
+        self.outcome = outcome
+        self.afterSequence = afterSequence
+        self.limit = limit
+    }
+}
+
+/// Who is asking, as the audit record names them.
+public struct Requester: Sendable, Equatable {
+    /// `spiffe://…`, `operator:cli`, `admin:<uid>`, or `anonymous` before authentication succeeds.
+    public var actor: String
+    public var requestID: String?
+    public var clientAddress: String?
+    /// HMAC-SHA256 of the presented token under the audit key (never the token).
+    public var tokenHMAC: String?
+    /// Authenticated by a Sigil client certificate: the issuance is a renewal.
+    public var isRenewal: Bool
+
+    public init(actor: String, requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil, isRenewal: Bool = false) {
+        self.actor = actor
+        self.requestID = requestID
+        self.clientAddress = clientAddress
+        self.tokenHMAC = tokenHMAC
+        self.isRenewal = isRenewal
+    }
+
+    /// A success event of `action` by this requester.
+    public func event(_ action: AuditAction, at time: Date) -> AuditEvent {
+        AuditEvent(time: time, actor: actor, action: action, requestID: requestID, clientAddress: clientAddress, tokenHMAC: tokenHMAC)
+    }
+
+    /// A denial of this requester's request with `error`'s code and reason.
+    public func denial(_ error: CAError, subject: String?, at time: Date) -> AuditEvent {
+        var event = event(.deny, at: time)
+        event.outcome = .failure
+        event.code = error.code.rawValue
+        event.reason = error.reason
+        event.subject = subject
+        return event
+    }
+}

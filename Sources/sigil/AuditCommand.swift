@@ -1,0 +1,166 @@
+import ArgumentParser
+import Foundation
+import SigilCore
+import SigilStore
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Read and verify the hash-chained audit log.",
+        subcommands: [AuditListCommand.self, AuditVerifyCommand.self, AuditExportCommand.self, AuditTailCommand.self])
+}
+
+/// Filters shared by `list`, `export` and `tail`.
+struct AuditFilterOptions: ParsableArguments {
+    @Option(help: "Records at or after this time (RFC 3339).") var since: String?
+    @Option(help: "Records before this time (RFC 3339).") var until: String?
+    @Option(name: .customLong("spiffe-id"), help: "Only this subject SPIFFE ID.") var spiffeID: String?
+    @Option(help: "Only this certificate serial (hex).") var serial: String?
+    @Option(help: "Only this action (issue, deny, renew, init, prepare, activate, retire, rotate, taint, revoke, start, stop, …).")
+    var action: String?
+    @Option(help: "Only success or failure.") var outcome: String?
+
+    func query(afterSequence: Int64 = 0, limit: Int = 10_000) throws -> AuditQuery {
+        func date(_ text: String?, _ flag: String) throws -> Date? {
+            guard let text else { return nil }
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime]
+            if let date = formatter.date(from: text) { return date }
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            guard let date = formatter.date(from: text) else { throw ValidationError("\(flag) \(text) is not an RFC 3339 time") }
+            return date
+        }
+        var query = AuditQuery(
+            since: try date(since, "--since"), until: try date(until, "--until"), subject: spiffeID, serial: serial, afterSequence: afterSequence,
+            limit: limit)
+        if let action {
+            guard let parsed = AuditAction(rawValue: action) else { throw ValidationError("--action \(action) is not a known action") }
+            query.action = parsed
+        }
+        if let outcome {
+            guard let parsed = AuditOutcome(rawValue: outcome) else { throw ValidationError("--outcome must be success or failure") }
+            query.outcome = parsed
+        }
+        return query
+    }
+}
+
+func openAuditStore(_ path: String) throws -> SQLiteStore {
+    try DataDirectory(path: path).openSQLiteStore(create: false)
+}
+
+struct AuditListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List audit records (newest last).")
+    @OptionGroup var data: DataDirectoryOption
+    @OptionGroup var filter: AuditFilterOptions
+    @Option(help: "At most this many records (the newest).") var limit: Int = 1000
+    @Flag(help: "Print JSON lines.") var json = false
+
+    func run() async throws {
+        let store = try openAuditStore(data.dataDir)
+        var records: [AuditRecord] = []
+        var after: Int64 = 0
+        while true {
+            let page = try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000))
+            records.append(contentsOf: page)
+            if records.count > limit { records.removeFirst(records.count - limit) }
+            guard let last = page.last, page.count == 5000 else { break }
+            after = last.sequence
+        }
+        if json {
+            for record in records { print(record.jsonLine) }
+            return
+        }
+        print("SEQ".padding(8) + "TIME".padding(28) + "ACTION".padding(10) + "OUTCOME".padding(9) + "CODE".padding(22) + "SUBJECT / SERIAL / AUTHORITY / ACTOR")
+        for record in records {
+            let event = record.event
+            let details = [event.subject, event.serial.map { "serial=\($0)" }, event.authorityID.map { "authority=\($0)" }, "actor=\(event.actor)",
+                           event.reason.map { "reason=\"\($0)\"" }].compactMap { $0 }.joined(separator: " ")
+            print(String(record.sequence).padding(8) + AuditRecord.timestamp(event.time).padding(28) + event.action.rawValue.padding(10)
+                + event.outcome.rawValue.padding(9) + (event.code ?? "-").padding(22) + details)
+        }
+    }
+}
+
+struct AuditVerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify", abstract: "Walk the whole chain; exit non-zero naming the first edited, deleted, inserted or reordered record.")
+    @OptionGroup var data: DataDirectoryOption
+
+    func run() async throws {
+        let store = try openAuditStore(data.dataDir)
+        var verifier = AuditChainVerifier()
+        var after: Int64 = 0
+        while true {
+            let page = try await store.auditRecords(AuditQuery(afterSequence: after, limit: 5000))
+            for record in page {
+                if case .broken(let sequence, let reason) = verifier.check(record) {
+                    throw CLIError(description: "audit chain broken at record \(sequence): \(reason)")
+                }
+            }
+            guard let last = page.last, page.count == 5000 else { break }
+            after = last.sequence
+        }
+        if case .valid(let count, let hash) = verifier.result {
+            print("audit chain OK: \(count) records, head \(hash)")
+        }
+    }
+}
+
+struct AuditExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write every (matching) record as JSON lines.")
+    @OptionGroup var data: DataDirectoryOption
+    @OptionGroup var filter: AuditFilterOptions
+
+    func run() async throws {
+        let store = try openAuditStore(data.dataDir)
+        var after: Int64 = 0
+        while true {
+            let page = try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000))
+            for record in page { print(record.jsonLine) }
+            guard let last = page.last, page.count == 5000 else { break }
+            after = last.sequence
+        }
+    }
+}
+
+struct AuditTailCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tail", abstract: "Follow new records live (Ctrl-C to stop).")
+    @OptionGroup var data: DataDirectoryOption
+    @OptionGroup var filter: AuditFilterOptions
+    @Option(help: "Show this many existing records first.") var lines: Int = 10
+    @Flag(help: "Print JSON lines.") var json = false
+
+    func run() async throws {
+        let store = try openAuditStore(data.dataDir)
+        let clock = SystemClock()
+        var existing: [AuditRecord] = []
+        var after: Int64 = 0
+        while true {
+            let page = try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000))
+            existing.append(contentsOf: page.suffix(lines))
+            if existing.count > lines { existing.removeFirst(existing.count - lines) }
+            guard let last = page.last else { break }
+            after = last.sequence
+            if page.count < 5000 { break }
+        }
+        func show(_ record: AuditRecord) {
+            let event = record.event
+            print(json ? record.jsonLine : "\(record.sequence) \(AuditRecord.timestamp(event.time)) \(event.action.rawValue) \(event.outcome.rawValue) \(event.code ?? "-") \(event.subject ?? "-") \(event.serial ?? "-") actor=\(event.actor)")
+        }
+        existing.forEach(show)
+        while !Task.isCancelled {
+            try await clock.sleep(until: clock.now + .milliseconds(500))
+            for record in try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000)) {
+                show(record)
+                after = record.sequence
+            }
+            fflush(nil)
+        }
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self + " " : self.padding(toLength: width, withPad: " ", startingAt: 0)
+    }
+}
