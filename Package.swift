@@ -96,6 +96,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .executableTarget(
+            name: "sigil-leakcheck",
+            dependencies: ["SigilCore", "SigilCrypto"]
+        ),
         .testTarget(name: "SigilCryptoTests", dependencies: ["SigilCrypto", "SigilTestSupport"]),
         .testTarget(name: "SigilCoreTests", dependencies: ["SigilCore", "SigilCrypto", "SigilTestSupport"]),
         .testTarget(name: "SigilStoreTests", dependencies: ["SigilStore", "SigilCore", "SigilTestSupport"]),
