@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Installs what scripts/test needs, idempotently: Debian packages and the Python venv at .venv.
+# Needs lib/common.sh sourced first.
+
+# The Debian packages the build and the tests need: OpenSSL and SQLite headers for the Swift build,
+# sqlite3 and openssl commands for the integration tests, PostgreSQL 15 for the store contract tests,
+# python3-venv for the conformance kit's venv.
+# shellcheck disable=SC2034 # used by scripts/test
+SIGIL_DEBIAN_PACKAGES=(libssl-dev libsqlite3-dev sqlite3 postgresql openssl curl python3-venv)
+
+_debian_package_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+# ensure_debian_packages PKG...: installs the missing ones; runs `apt-get update` only if one is missing.
+ensure_debian_packages() {
+    local missing=() package
+    for package in "$@"; do
+        _debian_package_installed "$package" || missing+=("$package")
+    done
+    if ((${#missing[@]} == 0)); then
+        note "present: $*"
+        return 0
+    fi
+    note "installing: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# sigil_python: the interpreter the venv is made from (Debian's python3, which python3-venv serves,
+# unless SIGIL_PYTHON names another).
+sigil_python() {
+    if [[ -n ${SIGIL_PYTHON:-} ]]; then
+        printf '%s\n' "$SIGIL_PYTHON"
+    elif [[ -x /usr/bin/python3 ]]; then
+        printf '%s\n' /usr/bin/python3
+    else
+        command -v python3 || die "no python3 found"
+    fi
+}
+
+# ensure_venv: creates .venv from Tests/Integration/requirements.txt (every version pinned), or reuses
+# it when the requirements and the interpreter are the ones it was made from.
+ensure_venv() {
+    local venv="$SIGIL_ROOT/.venv"
+    local requirements="$SIGIL_ROOT/Tests/Integration/requirements.txt"
+    local stamp="$venv/.sigil-requirements"
+    local python want
+    python="$(sigil_python)"
+    want="$(sha256sum "$requirements" | cut -d' ' -f1) $("$python" -c 'import sys; print(sys.version.split()[0])')"
+    if [[ -x $venv/bin/python && -f $stamp && "$(cat "$stamp")" == "$want" ]] &&
+        "$venv/bin/python" -c 'import cryptography, spiffe, pytest, jwt, prometheus_client, requests' 2>/dev/null; then
+        note "reusing .venv ($("$venv/bin/python" -V))"
+        return 0
+    fi
+    note "creating .venv with $python"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$requirements"
+    printf '%s\n' "$want" >"$stamp"
+    note "installed: $("$venv/bin/python" -m pip freeze --disable-pip-version-check | tr '\n' ' ')"
+}
