@@ -224,7 +224,7 @@ public final class CertificateAuthority: Sendable {
     }
 
     /// An upstream CA must be a CA that may sign CA certificates, valid now, with the key that matches.
-    static func checkUpstream(_ upstream: SigningIdentity, trustDomain: TrustDomain, at now: Date) throws {
+    public static func checkUpstream(_ upstream: SigningIdentity, trustDomain: TrustDomain, at now: Date) throws {
         let certificate = upstream.certificate
         guard let constraints = certificate.basicConstraints?.value, constraints.isCA else {
             throw CAError.configuration(reason: "upstream certificate is not a CA (basicConstraints cA=false)")

@@ -85,8 +85,7 @@ public struct TrustDomain: Hashable, Sendable, CustomStringConvertible {
 
     /// `spiffe://<name>`: the ID signing certificates carry (X509-SVID.md §5.1).
     public var id: SPIFFEID {
-        // A validated trust domain with an empty path is always a valid ID.
-        try! SPIFFEID(parsing: "spiffe://\(name)")
+        try! SPIFFEID(parsing: "spiffe://\(name)")  // precondition: a validated trust domain with no path is a valid ID
     }
 
     public var description: String { name }

@@ -27,10 +27,7 @@ public func buildServer(
     onListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> SigilServerServices {
     let directory = DataDirectory(path: configuration.dataDirectory)
-    guard configuration.store == "sqlite" else {
-        throw CAError.configuration(reason: "store \(configuration.store) is not supported yet; use sqlite")
-    }
-    let store = try directory.openSQLiteStore(create: true)
+    let store = try await directory.openStore(configuration.store, create: true, logger: logger)
     if let sink = configuration.auditSink {
         let stream = try JSONLinesAuditSink(destination: sink, logger: logger)
         store.observeAudit { stream.emit($0) }
@@ -47,7 +44,15 @@ public func buildServer(
     }
     let ca = CertificateAuthority(
         store: store, configuration: authorityConfiguration, policy: configuration.policy, rotation: configuration.rotation, clock: clock)
-    if try await ca.bootstrap() {
+    let created: Bool
+    do {
+        created = try await ca.bootstrap()
+    } catch let error as StorageError where error.code == .conflict {
+        // Another replica initialised the shared store at the same moment: use its authorities.
+        try await ca.reload()
+        created = false
+    }
+    if created {
         logger.notice("initialised a new CA", metadata: ["sigil.trust_domain": "\(authorityConfiguration.trustDomain)", "sigil.data_dir": "\(directory.path)"])
     }
     for role in [AuthorityRole.root, .intermediate] {

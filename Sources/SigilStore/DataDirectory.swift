@@ -1,6 +1,7 @@
 import Foundation
 import SigilCore
 import SigilCrypto
+import Logging
 
 /// The layout of a data directory (default `pki/`): what Sigil keeps on disk and with which modes.
 public struct DataDirectory: Sendable {
@@ -61,5 +62,25 @@ extension AuthorityStore {
             configuration.intermediateLifetime = .seconds(intermediate)
         }
         return configuration
+    }
+}
+
+/// A complete store backend: the CA's protocols plus a hook for the streaming audit sink.
+public protocol SigilStoreBackend: CAStore {
+    /// Calls `observer` with records after they are committed. Must not block.
+    func observeAudit(_ observer: @escaping @Sendable ([AuditRecord]) -> Void)
+}
+
+extension DataDirectory {
+    /// Opens the store named by `store`: `sqlite` (this directory's `sigil.db`) or a `postgres://` URL. The
+    /// key-encryption key always comes from this directory (replicas sharing PostgreSQL need the same `kek`).
+    public func openStore(_ store: String, create: Bool, logger: Logger) async throws -> any SigilStoreBackend {
+        if store == "sqlite" { return try openSQLiteStore(create: create) }
+        guard store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") else {
+            throw StorageError(.unavailable, reason: "store must be sqlite or a postgres:// URL")
+        }
+        if create { try SecureFile.ensurePrivateDirectory(path) }
+        let kek = try KeyEncryptionKey.load(path: kekPath, create: create)
+        return try await PostgresStore(url: store, kek: kek, logger: logger)
     }
 }

@@ -6,7 +6,7 @@ import Synchronization
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a committed write
 /// survives power loss before the caller is told it succeeded.
-public final class SQLiteStore: CAStore {
+public final class SQLiteStore: SigilStoreBackend {
     let pool: DatabasePool
     let kek: KeyEncryptionKey
     public let path: String

@@ -30,6 +30,6 @@ public struct StorageError: Error, Equatable, CustomStringConvertible, Sendable 
         self.line = line
     }
 
-    public var description: String { "StorageError(\(code)): \(reason)" }
+    public var description: String { "store_\(code): \(reason)" }
     public static func == (lhs: StorageError, rhs: StorageError) -> Bool { lhs.code == rhs.code }
 }

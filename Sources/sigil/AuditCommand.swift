@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SigilCore
 import SigilStore
+import Logging
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,8 +45,8 @@ struct AuditFilterOptions: ParsableArguments {
     }
 }
 
-func openAuditStore(_ path: String) throws -> SQLiteStore {
-    try DataDirectory(path: path).openSQLiteStore(create: false)
+func openAuditStore(_ options: DataDirectoryOption) async throws -> any SigilStoreBackend {
+    try await DataDirectory(path: options.dataDir).openStore(options.storeLocation, create: false, logger: Logger(label: "sigil"))
 }
 
 struct AuditListCommand: AsyncParsableCommand {
@@ -56,7 +57,7 @@ struct AuditListCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON lines.") var json = false
 
     func run() async throws {
-        let store = try openAuditStore(data.dataDir)
+        let store = try await openAuditStore(data)
         var records: [AuditRecord] = []
         var after: Int64 = 0
         while true {
@@ -87,14 +88,14 @@ struct AuditVerifyCommand: AsyncParsableCommand {
     @OptionGroup var data: DataDirectoryOption
 
     func run() async throws {
-        let store = try openAuditStore(data.dataDir)
+        let store = try await openAuditStore(data)
         var verifier = AuditChainVerifier()
         var after: Int64 = 0
         while true {
             let page = try await store.auditRecords(AuditQuery(afterSequence: after, limit: 5000))
             for record in page {
                 if case .broken(let sequence, let reason) = verifier.check(record) {
-                    throw CLIError(description: "audit chain broken at record \(sequence): \(reason)")
+                    throw CLIError("audit_chain_broken", "record \(sequence): \(reason)")
                 }
             }
             guard let last = page.last, page.count == 5000 else { break }
@@ -112,7 +113,7 @@ struct AuditExportCommand: AsyncParsableCommand {
     @OptionGroup var filter: AuditFilterOptions
 
     func run() async throws {
-        let store = try openAuditStore(data.dataDir)
+        let store = try await openAuditStore(data)
         var after: Int64 = 0
         while true {
             let page = try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000))
@@ -131,7 +132,7 @@ struct AuditTailCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON lines.") var json = false
 
     func run() async throws {
-        let store = try openAuditStore(data.dataDir)
+        let store = try await openAuditStore(data)
         let clock = SystemClock()
         var existing: [AuditRecord] = []
         var after: Int64 = 0

@@ -13,7 +13,7 @@ struct BundleCommand: AsyncParsableCommand {
     @Option(help: "spiffe_refresh_hint to advertise.") var refreshHint: String = "5m"
 
     func run() async throws {
-        let ca = try await LocalCA.open(data.dataDir)
+        let ca = try await LocalCA.open(data)
         let snapshot = try await ca.authority.snapshot()
         let roots = snapshot.authorities.bundleRoots(at: ca.clock.now).map(\.certificate)
         switch format {

@@ -3,6 +3,7 @@ import Foundation
 import SigilCore
 import SigilCrypto
 import SigilStore
+import Logging
 
 struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,14 +37,29 @@ struct InitCommand: AsyncParsableCommand {
                 key: try PrivateKey(pem: readFile(key, what: "upstream key")))
         default: throw ValidationError("--upstream-cert and --upstream-key go together")
         }
-        let directory = DataDirectory(path: data.dataDir)
-        guard !directory.isInitialized else {
-            throw CLIError(description: "\(data.dataDir) already holds a Sigil store; use `sigil inspect --data-dir \(data.dataDir)`")
+        if let upstream {
+            // Refuse a bad upstream before anything is written, so the directory stays initialisable.
+            try CertificateAuthority.checkUpstream(upstream, trustDomain: configuration.trustDomain, at: SystemClock().now)
         }
-        let store = try directory.openSQLiteStore(create: true)
-        try await store.saveAuthorityConfiguration(configuration)
-        let ca = try await LocalCA.open(data.dataDir)
-        try await ca.authority.bootstrap(upstream: upstream)
+        let directory = DataDirectory(path: data.dataDir)
+        let createdFiles = !directory.isInitialized && data.storeLocation == "sqlite"
+        let store = try await directory.openStore(data.storeLocation, create: true, logger: Logger(label: "sigil"))
+        guard try await store.authorities().isEmpty else {
+            throw CLIError("conflict", "\(data.dataDir) already holds a Sigil CA; use `sigil inspect --data-dir \(data.dataDir)`")
+        }
+        do {
+            try await store.saveAuthorityConfiguration(configuration)
+            let authority = CertificateAuthority(store: store, configuration: configuration, policy: IssuancePolicy(), clock: SystemClock())
+            try await authority.bootstrap(upstream: upstream)
+        } catch {
+            if createdFiles {
+                for file in [directory.databasePath, directory.databasePath + "-wal", directory.databasePath + "-shm"] {
+                    try? FileManager.default.removeItem(atPath: file)
+                }
+            }
+            throw error
+        }
+        let ca = try await LocalCA.open(data)
         try await ca.writeBundlePEM()
         let authorities = try await ca.authority.snapshot().authorities
         print("Initialised Sigil CA for trust domain \(configuration.trustDomain) in \(data.dataDir)")

@@ -59,7 +59,7 @@ struct InspectTreeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ca = try await LocalCA.open(data.dataDir)
+        let ca = try await LocalCA.open(data)
         let now = ca.clock.now
         let snapshot = try await ca.authority.snapshot()
         let counts = try await ca.store.liveCounts(at: now)
@@ -116,8 +116,8 @@ struct InspectCertCommand: AsyncParsableCommand {
 
     func run() async throws {
         let chain = try Certificate.parseChain(pem: readFile(file, what: "certificate"))
-        guard let leaf = chain.first else { throw CLIError(description: "\(file) holds no CERTIFICATE block") }
-        let ca = try await LocalCA.open(data.dataDir)
+        guard let leaf = chain.first else { throw CLIError("csr_invalid", "\(file) holds no CERTIFICATE block") }
+        let ca = try await LocalCA.open(data)
         let now = ca.clock.now
         let authorities = try await ca.authority.snapshot().authorities
         let issuer = authorities.records.first {

@@ -18,12 +18,12 @@ struct IssueCommand: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON (the HTTP API's issuance response).") var json = false
 
     func run() async throws {
-        let ca = try await LocalCA.open(data.dataDir)
+        let ca = try await LocalCA.open(data)
         let identity = try SPIFFEID(parsing: spiffeID)
         guard identity.trustDomain == ca.configuration.trustDomain else {
             throw CAError(.identityMismatch, reason: "\(identity) is outside trust domain \(ca.configuration.trustDomain)")
         }
-        guard let bytes = FileManager.default.contents(atPath: csr) else { throw CLIError(description: "cannot read CSR \(csr)") }
+        guard let bytes = FileManager.default.contents(atPath: csr) else { throw CLIError("not_found", "cannot read CSR \(csr)") }
         let request: CertificateSigningRequest
         do {
             let text = String(decoding: bytes, as: UTF8.self)

@@ -28,6 +28,10 @@ struct Sigil: AsyncParsableCommand {
 struct CLIError: Error, CustomStringConvertible {
     let description: String
 
+    /// `code: message`, the one-line shape of every failure.
+    init(_ code: String, _ message: String) { description = "\(code): \(message)" }
+    init(description: String) { self.description = description }
+
     static func wrap(_ error: any Error) -> any Error {
         switch error {
         case is CLIError, is ExitCode, is CleanExit, is ValidationError: return error
@@ -38,8 +42,12 @@ struct CLIError: Error, CustomStringConvertible {
     }
 }
 
-/// `--data-dir`, shared by every command that works on the local store.
+/// `--data-dir` and `--store`, shared by every command that works on the store directly.
 struct DataDirectoryOption: ParsableArguments {
     @Option(name: .long, help: "Data directory holding the store, key-encryption key and bundle.")
     var dataDir: String = "pki"
+    @Option(name: .long, help: "Store: sqlite (in the data directory) or a postgres:// URL. [default: $SIGIL_STORE or sqlite]")
+    var store: String?
+
+    var storeLocation: String { store ?? ProcessInfo.processInfo.environment["SIGIL_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? "sqlite" }
 }

@@ -2,20 +2,22 @@ import Foundation
 import SigilCore
 import SigilCrypto
 import SigilStore
+import Logging
 
 /// An opened local CA: store, recorded configuration and the authority service on the system clock.
 struct LocalCA {
     let directory: DataDirectory
-    let store: SQLiteStore
+    let store: any SigilStoreBackend
     let configuration: AuthorityConfiguration
     let authority: CertificateAuthority
     let clock: SystemClock
 
-    static func open(_ path: String, policy: IssuancePolicy = IssuancePolicy()) async throws -> LocalCA {
+    static func open(_ options: DataDirectoryOption, policy: IssuancePolicy = IssuancePolicy()) async throws -> LocalCA {
+        let path = options.dataDir
         let directory = DataDirectory(path: path)
-        let store = try directory.openSQLiteStore(create: false)
+        let store = try await directory.openStore(options.storeLocation, create: false, logger: Logger(label: "sigil"))
         guard let configuration = try await store.loadAuthorityConfiguration() else {
-            throw CLIError(description: "the store in \(path) was never initialised: run `sigil init --data-dir \(path)`")
+            throw CLIError("not_found", "the store in \(path) was never initialised: run `sigil init --data-dir \(path)`")
         }
         let clock = SystemClock()
         let authority = CertificateAuthority(store: store, configuration: configuration, policy: policy, clock: clock)
@@ -59,14 +61,15 @@ enum Format {
 
 func readFile(_ path: String, what: String) throws -> String {
     guard let data = FileManager.default.contents(atPath: path) else {
-        throw CLIError(description: "cannot read \(what) \(path)")
+        throw CLIError("not_found", "cannot read \(what) \(path)")
     }
     return String(decoding: data, as: UTF8.self)
 }
 
 func parseDuration(_ text: String, flag: String) throws -> Duration {
-    guard let duration = Duration(parsing: text), duration > .zero else {
-        throw CLIError(description: "\(flag): \(text) is not a duration (e.g. 90s, 10m, 1h, 365d)")
+    guard let duration = Duration(parsing: text) else {
+        throw CLIError("bad_request", "\(flag): \(text) is not a duration (e.g. 90s, 10m, 1h, 365d)")
     }
+    guard duration > .zero else { throw CLIError("ttl_out_of_range", "\(flag) must be longer than 0s") }
     return duration
 }

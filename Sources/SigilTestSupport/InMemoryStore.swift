@@ -1,0 +1,165 @@
+import Foundation
+import SigilCore
+import SigilCrypto
+import SigilStore
+
+/// A `CAStore` held in memory, with the same rules as the real stores (it passes the store contract suite):
+/// one active authority per role, parents and issuing authorities must exist, state changes are all or
+/// nothing, the bundle sequence increases on every root insert and root revocation, and audit records form
+/// a hash chain.
+///
+/// Fault injection: `failWrites(with:)` makes every later write throw until it is cleared.
+public actor InMemoryStore: CAStore {
+    private var records: [String: AuthorityRecord] = [:]
+    private var keys: [String: PrivateKey] = [:]
+    private var sequence: Int64 = 0
+    private var settings: [String: String] = [:]
+    private var inventory: [String: InventoryRecord] = [:]
+    private var audit: [AuditRecord] = []
+    private var auditHMACKey: [UInt8]?
+    private var writeFailure: (any Error)?
+
+    /// An empty store.
+    public init() {}
+
+    /// Makes every later write throw `error` (nil: writes succeed again). Reads are not affected.
+    public func failWrites(with error: (any Error)?) { writeFailure = error }
+
+    /// Every certificate recorded so far, live or not, in issuance order.
+    public var recordedCertificates: [InventoryRecord] {
+        inventory.values.sorted { ($0.issuedAt, $0.serial) < ($1.issuedAt, $1.serial) }
+    }
+
+    // MARK: AuthorityStore
+
+    public func authorities() async throws -> [AuthorityRecord] {
+        records.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    }
+
+    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws {
+        try checkWritable()
+        guard records[record.id] == nil else { throw StorageError(.conflict, reason: "authority \(record.id) exists") }
+        if let parent = record.parentID, records[parent] == nil {
+            throw StorageError(.conflict, reason: "parent \(parent) does not exist")
+        }
+        var updated = records
+        updated[record.id] = record
+        try Self.checkOneActivePerRole(updated)
+        records = updated
+        keys[record.id] = key
+        if record.role == .root { sequence += 1 }
+    }
+
+    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws {
+        try checkWritable()
+        var updated = records
+        var rootsChanged = false
+        for change in changes {
+            guard var record = updated[change.id] else {
+                throw StorageError(.notFound, reason: "no authority \(change.id)")
+            }
+            record.state = change.state
+            record.updatedAt = time
+            updated[change.id] = record
+            if record.role == .root && change.state == .revoked { rootsChanged = true }
+        }
+        try Self.checkOneActivePerRole(updated)
+        records = updated
+        if rootsChanged { sequence += 1 }
+    }
+
+    public func authorityKey(id: String) async throws -> PrivateKey {
+        guard let key = keys[id] else { throw StorageError(.notFound, reason: "no key stored for authority \(id)") }
+        return key
+    }
+
+    public func bundleSequence() async throws -> Int64 { sequence }
+
+    public func setting(_ key: String) async throws -> String? { settings[key] }
+
+    public func setSettings(_ values: [String: String]) async throws {
+        try checkWritable()
+        settings.merge(values) { _, new in new }
+    }
+
+    // MARK: CertificateInventory
+
+    public func recordIssued(_ record: InventoryRecord) async throws {
+        try checkWritable()
+        guard inventory[record.serial.hex] == nil else {
+            throw StorageError(.conflict, reason: "serial \(record.serial) already recorded")
+        }
+        guard records[record.authorityID] != nil else {
+            throw StorageError(.conflict, reason: "authority \(record.authorityID) does not exist")
+        }
+        inventory[record.serial.hex] = record
+    }
+
+    public func liveCounts(at time: Date) async throws -> [String: Int] {
+        live(at: time).reduce(into: [:]) { counts, record in counts[record.authorityID, default: 0] += 1 }
+    }
+
+    public func liveCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord] {
+        live(at: time).filter { $0.authorityID == authorityID }
+    }
+
+    public func liveCertificates(spiffeID: SPIFFEID, at time: Date) async throws -> [InventoryRecord] {
+        live(at: time).filter { $0.spiffeID == spiffeID }
+    }
+
+    // MARK: AuditStore
+
+    /// Every audit record so far, in sequence order.
+    public var auditLog: [AuditRecord] { audit }
+
+    public func appendAudit(_ event: AuditEvent) async throws -> AuditRecord {
+        try checkWritable()
+        return chain(event)
+    }
+
+    public func commitIssuance(_ record: InventoryRecord, event: AuditEvent) async throws -> AuditRecord {
+        try await recordIssued(record)
+        return chain(event)
+    }
+
+    public func auditRecords(_ query: AuditQuery) async throws -> [AuditRecord] {
+        let matching = audit.filter { record in
+            let event = record.event
+            return record.sequence > query.afterSequence && query.since.map { event.time >= $0 } != false
+                && query.until.map { event.time < $0 } != false && query.subject.map { event.subject == $0 } != false
+                && query.serial.map { event.serial == $0 } != false && query.action.map { event.action == $0 } != false
+                && query.outcome.map { event.outcome == $0 } != false
+        }
+        return Array(matching.prefix(query.limit))
+    }
+
+    public func auditKey() async throws -> [UInt8] {
+        if let auditHMACKey { return auditHMACKey }
+        let created = try SecureRandom.bytes(32)
+        auditHMACKey = created
+        return created
+    }
+
+    private func chain(_ event: AuditEvent) -> AuditRecord {
+        let record = AuditRecord.chained(
+            event, sequence: Int64(audit.count) + 1, previousHash: audit.last?.hash ?? AuditRecord.genesisHash)
+        audit.append(record)
+        return record
+    }
+
+    // MARK: Rules
+
+    private func live(at time: Date) -> [InventoryRecord] {
+        recordedCertificates.filter { $0.notAfter > time && $0.revokedAt == nil }
+    }
+
+    private func checkWritable() throws {
+        if let writeFailure { throw writeFailure }
+    }
+
+    private static func checkOneActivePerRole(_ records: [String: AuthorityRecord]) throws {
+        for role in AuthorityRole.allCases where records.values.filter({ $0.role == role && $0.state == .active }).count > 1 {
+            throw StorageError(.conflict, reason: "more than one active \(role.rawValue)")
+        }
+    }
+}
