@@ -37,7 +37,7 @@ struct ServeCommand: AsyncParsableCommand {
         func value(_ key: String, _ flag: String?) -> String? { flag ?? settings.value(key) }
 
         let level = value("log_level", logLevel) ?? "info"
-        guard let logLevel = Logger.Level(rawValue: level) else { throw ValidationError("log level \(level) is not known") }
+        guard let logLevel = Logger.Level(rawValue: level) else { throw CLIError("configuration_invalid", "log level \(level) is not known") }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = logLevel
@@ -47,13 +47,13 @@ struct ServeCommand: AsyncParsableCommand {
 
         let listenValue = value("listen", listen) ?? "127.0.0.1:8443"
         guard let colon = listenValue.lastIndex(of: ":"), let port = Int(listenValue[listenValue.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("--listen \(listenValue) is not host:port")
+            throw CLIError("configuration_invalid", "--listen \(listenValue) is not host:port")
         }
         let host = String(listenValue[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
 
         var authority = AuthorityConfiguration(trustDomain: try TrustDomain(value("trust_domain", trustDomain) ?? "cluster.local"))
         if let key = settings.value("authority.key_type") {
-            guard let algorithm = KeyAlgorithm(configurationName: key) else { throw ValidationError("authority.key_type \(key) is not known") }
+            guard let algorithm = KeyAlgorithm(configurationName: key) else { throw CLIError("configuration_invalid", "authority.key_type \(key) is not known") }
             authority.keyAlgorithm = algorithm
         }
         if let ttl = settings.value("authority.root_ttl") { authority.rootLifetime = try parseDuration(ttl, flag: "authority.root_ttl") }
@@ -118,7 +118,7 @@ struct Settings {
         guard let configPath else { return }
         guard let data = FileManager.default.contents(atPath: configPath),
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw ValidationError("config file \(configPath) is not a readable JSON object") }
+        else { throw CLIError("configuration_invalid", "config file \(configPath) is not a readable JSON object") }
         for (key, value) in object {
             if let nested = value as? [String: Any], key == "authority" || key == "policy" {
                 for (inner, innerValue) in nested { file["\(key).\(inner)"] = innerValue }
@@ -128,7 +128,7 @@ struct Settings {
         }
         let unknown = Set(file.keys).subtracting(Self.knownKeys)
         guard unknown.isEmpty else {
-            throw ValidationError("config file \(configPath): unknown key(s) \(unknown.sorted().joined(separator: ", "))")
+            throw CLIError("configuration_invalid", "config file \(configPath): unknown key(s) \(unknown.sorted().joined(separator: ", "))")
         }
     }
 
@@ -154,12 +154,12 @@ struct Settings {
         if let ttl = value("policy.max_ttl") { policy.maxTTL = try parseDuration(ttl, flag: "policy.max_ttl") }
         if let ttl = value("policy.min_ttl") { policy.minTTL = try parseDuration(ttl, flag: "policy.min_ttl") }
         if let backdate = value("policy.backdate") {
-            guard let duration = Duration(parsing: backdate) else { throw ValidationError("policy.backdate \(backdate) is not a duration") }
+            guard let duration = Duration(parsing: backdate) else { throw CLIError("configuration_invalid", "policy.backdate \(backdate) is not a duration") }
             policy.backdate = duration
         }
         if let keys = list("policy.allowed_key_types") {
             policy.allowedKeys = Set(try keys.map { name in
-                guard let algorithm = KeyAlgorithm(configurationName: name) else { throw ValidationError("policy.allowed_key_types: \(name) is not known") }
+                guard let algorithm = KeyAlgorithm(configurationName: name) else { throw CLIError("configuration_invalid", "policy.allowed_key_types: \(name) is not known") }
                 return algorithm
             })
         }
