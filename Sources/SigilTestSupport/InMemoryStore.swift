@@ -158,8 +158,9 @@ public actor InMemoryStore: CAStore {
     }
 
     private static func checkOneActivePerRole(_ records: [String: AuthorityRecord]) throws {
-        for role in AuthorityRole.allCases where records.values.filter({ $0.role == role && $0.state == .active }).count > 1 {
-            throw StorageError(.conflict, reason: "more than one active \(role.rawValue)")
+        for role in AuthorityRole.allCases {
+            let active = records.values.filter { $0.role == role && $0.state == .active }
+            if active.count > 1 { throw StorageError(.conflict, reason: "more than one active \(role.rawValue)") }
         }
     }
 }

@@ -66,7 +66,10 @@ public final class ManualClock: WallClock, Sendable {
         let id = state.withLock { $0.makeID() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                enum Outcome { case resume, cancel, sleep([Waiter]) }
+                enum Outcome {
+                    case resume, cancel
+                    case sleep([Waiter])
+                }
                 let outcome = state.withLock { state -> Outcome in
                     // Checked under the lock: the cancellation handler either runs after this and finds the
                     // sleeper, or ran before and the flag is already set.
@@ -89,7 +92,8 @@ public final class ManualClock: WallClock, Sendable {
 
     /// Moves the clock forward by `duration` and wakes every sleeper whose deadline has been reached.
     public func advance(by duration: Duration) {
-        precondition(duration >= .zero, "ManualClock.advance(by:) takes a non-negative duration; use set(_:) to go back")
+        precondition(
+            duration >= .zero, "ManualClock.advance(by:) takes a non-negative duration; use set(_:) to go back")
         move { $0 + duration }
     }
 

@@ -1,0 +1,78 @@
+import Foundation
+import SigilCore
+import SigilStore
+import SigilTestSupport
+import Testing
+
+/// What only the SQLite store promises: its files on disk.
+@Suite("SQLiteStore")
+struct SQLiteStoreTests {
+    @Test("the database and its WAL files are readable by the owner only")
+    func databaseFileModes() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("sigil.db")
+        let pki = try TestPKI()
+        let store = try SQLiteStore(path: path, kek: KeyEncryptionKey.generate())
+        try await store.insertAuthority(pki.root, key: pki.rootKey)
+        try await store.setSettings(["k": "v"])
+        #expect(fileMode(path) == 0o600)
+        for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            #expect(fileMode(path + suffix) == 0o600, "\(suffix)")
+        }
+        #expect(store.path == path)
+    }
+
+    @Test("a path that cannot hold a database is unavailable")
+    func unopenable() throws {
+        let directory = try TemporaryDirectory()
+        expectStorageError(.unavailable) {
+            try SQLiteStore(path: directory.file("missing/dir/sigil.db"), kek: KeyEncryptionKey.generate())
+        }
+    }
+}
+
+@Suite("DataDirectory")
+struct DataDirectoryTests {
+    @Test("create makes a private directory, key-encryption key and database")
+    func createLayout() throws {
+        let parent = try TemporaryDirectory()
+        let directory = DataDirectory(path: parent.file("pki"))
+        #expect(!directory.isInitialized)
+        let store = try directory.openSQLiteStore(create: true)
+        #expect(directory.isInitialized)
+        #expect(store.path == directory.databasePath)
+        #expect(fileMode(directory.path) == 0o700)
+        #expect(fileMode(directory.kekPath) == 0o600)
+        #expect(fileMode(directory.databasePath) == 0o600)
+        #expect(FileManager.default.contents(atPath: directory.kekPath)?.count == 32)
+        #expect(directory.bundlePath == directory.path + "/bundle.pem")
+    }
+
+    @Test("opening without create needs an initialised directory")
+    func openRequiresInitialisation() throws {
+        let parent = try TemporaryDirectory()
+        let directory = DataDirectory(path: parent.file("pki"))
+        expectStorageError(.notFound) { try directory.openSQLiteStore(create: false) }
+        #expect(!FileManager.default.fileExists(atPath: directory.path), "nothing is created on a failed open")
+    }
+
+    @Test("a reopened data directory reads its sealed keys back")
+    func reopenReadsKeys() async throws {
+        let parent = try TemporaryDirectory()
+        let directory = DataDirectory(path: parent.file("pki"))
+        let pki = try TestPKI()
+        try await directory.openSQLiteStore(create: true).insertAuthority(pki.root, key: pki.rootKey)
+        let reopened = try directory.openSQLiteStore(create: false)
+        #expect(try await reopened.authorityKey(id: pki.root.id).publicKey() == pki.rootKey.publicKey())
+    }
+
+    @Test("a data directory readable by others is tightened to 0700")
+    func tightensDirectory() throws {
+        let parent = try TemporaryDirectory()
+        let path = parent.file("pki")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        chmod(path, 0o755)
+        _ = try DataDirectory(path: path).openSQLiteStore(create: true)
+        #expect(fileMode(path) == 0o700)
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import SigilStore
+import SigilTestSupport
+import Testing
+
+@Suite("SecureFile")
+struct SecureFileTests {
+    /// Names in `directory`, hidden ones included.
+    static func entries(_ directory: TemporaryDirectory) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+    }
+
+    @Test("write creates the file with mode 0600 and the exact contents")
+    func writeCreatesPrivateFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("secret")
+        try SecureFile.write(Data("hello".utf8), to: path)
+        #expect(FileManager.default.contents(atPath: path) == Data("hello".utf8))
+        #expect(fileMode(path) == 0o600)
+    }
+
+    @Test("write honours an explicit mode regardless of the umask", arguments: [0o644, 0o600, 0o400] as [mode_t])
+    func explicitMode(_ mode: mode_t) throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("bundle.pem")
+        try SecureFile.write(Data("public".utf8), to: path, mode: mode)
+        #expect(fileMode(path) == mode)
+    }
+
+    @Test("write replaces a file atomically: a new inode, the new mode, no temporary file left behind")
+    func replaceIsAtomic() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("svid.key")
+        try SecureFile.write(Data("old".utf8), to: path, mode: 0o644)
+        let reader = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? reader.close() }
+
+        try SecureFile.write(Data("new contents".utf8), to: path)
+        #expect(FileManager.default.contents(atPath: path) == Data("new contents".utf8))
+        #expect(fileMode(path) == 0o600)
+        // A reader that opened the old file still sees the old contents whole: the file was renamed over,
+        // not rewritten in place.
+        #expect(try reader.readToEnd() == Data("old".utf8))
+        #expect(try Self.entries(directory) == ["svid.key"])
+    }
+
+    @Test("a failed write leaves the old file and no temporary file")
+    func failedWriteKeepsOldFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("target")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: path + "/child", withIntermediateDirectories: false)
+        // rename(2) cannot replace a non-empty directory with a file.
+        expectStorageError(.unavailable) { try SecureFile.write(Data("x".utf8), to: path) }
+        #expect(try Self.entries(directory) == ["target"])
+    }
+
+    @Test("writing into a missing directory is unavailable")
+    func missingDirectory() throws {
+        let directory = try TemporaryDirectory()
+        expectStorageError(.unavailable) { try SecureFile.write(Data("x".utf8), to: directory.file("no/such/file")) }
+    }
+
+    @Test("requirePrivate accepts owner-only modes and refuses any group or other bit")
+    func requirePrivate() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("f")
+        try SecureFile.write(Data("x".utf8), to: path)
+        for mode: mode_t in [0o600, 0o400, 0o700] {
+            chmod(path, mode)
+            #expect(throws: Never.self) { try SecureFile.requirePrivate(path) }
+        }
+        for mode: mode_t in [0o610, 0o601, 0o620, 0o644] {
+            chmod(path, mode)
+            expectStorageError(.insecure) { try SecureFile.requirePrivate(path) }
+        }
+        expectStorageError(.unavailable) { try SecureFile.requirePrivate(directory.file("missing")) }
+    }
+
+    @Test("ensurePrivateDirectory creates missing directories 0700 and tightens wide ones")
+    func ensurePrivateDirectory() throws {
+        let parent = try TemporaryDirectory()
+        let nested = parent.file("a/b")
+        try SecureFile.ensurePrivateDirectory(nested)
+        #expect(fileMode(nested) == 0o700)
+        chmod(nested, 0o777)
+        try SecureFile.ensurePrivateDirectory(nested)
+        #expect(fileMode(nested) == 0o700)
+    }
+}
