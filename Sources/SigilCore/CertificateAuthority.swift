@@ -10,9 +10,11 @@ public final class CertificateAuthority: Sendable {
     public let configuration: AuthorityConfiguration
     public let issuer: CertificateIssuer
     public let planner: RotationPlanner
-    private let store: any CAStore
-    private let clock: any WallClock
+    let store: any CAStore
+    let clock: any WallClock
     private let state = Mutex<Snapshot?>(nil)
+    /// Set while a rotation (scheduled or break-glass) changes authorities in this process.
+    private let rotating = Mutex<Bool>(false)
 
     /// The cached view of the store: all authorities and the active intermediate with its key.
     public struct Snapshot: Sendable {
@@ -166,6 +168,23 @@ public final class CertificateAuthority: Sendable {
     /// Carries out `action` for `role` and audits each step; returns the ids of authorities created or changed.
     @discardableResult
     public func perform(_ action: RotationAction, for role: AuthorityRole, actor: String = "system", reason: String? = nil) async throws -> [String] {
+        if case .none = action { return [] }
+        return try await exclusively { try await self.performUnlocked(action, for: role, actor: actor, reason: reason) }
+    }
+
+    /// Runs `body` as the only rotation in this process; refuses with `conflict` if another is in progress.
+    func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        let acquired = rotating.withLock { busy -> Bool in
+            if busy { return false }
+            busy = true
+            return true
+        }
+        guard acquired else { throw CAError(.conflict, reason: "another rotation is in progress") }
+        defer { rotating.withLock { $0 = false } }
+        return try await body()
+    }
+
+    private func performUnlocked(_ action: RotationAction, for role: AuthorityRole, actor: String, reason: String?) async throws -> [String] {
         let authorities = try await snapshot().authorities
         let now = clock.now
         var changed: [String] = []
@@ -203,8 +222,8 @@ public final class CertificateAuthority: Sendable {
         return changed
     }
 
-    private func makeSuccessor(
-        _ role: AuthorityRole, state: AuthorityState, authorities: AuthoritySet, at now: Date
+    func makeSuccessor(
+        _ role: AuthorityRole, state: AuthorityState, authorities: AuthoritySet, at now: Date, parent explicitParent: AuthorityRecord? = nil
     ) async throws -> String {
         switch role {
         case .root:
@@ -213,7 +232,7 @@ public final class CertificateAuthority: Sendable {
             return root.record.id
         case .intermediate:
             // A successor intermediate is signed by the root that will be active when it activates.
-            guard let parent = authorities.active(.root), !parent.isExpired(at: now) else {
+            guard let parent = explicitParent ?? authorities.active(.root), !parent.isExpired(at: now) else {
                 throw CAError(.noActiveAuthority, reason: "no unexpired active root to sign an intermediate")
             }
             let parentKey = try await store.authorityKey(id: parent.id)

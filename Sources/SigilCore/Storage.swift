@@ -69,5 +69,27 @@ public protocol AuditStore: Sendable {
     func auditKey() async throws -> [UInt8]
 }
 
+/// Who currently holds a named lease (e.g. the right to run scheduled rotation).
+public struct Lease: Sendable, Equatable {
+    public let name: String
+    public let holder: String
+    public let expiresAt: Date
+    public init(name: String, holder: String, expiresAt: Date) {
+        self.name = name
+        self.holder = holder
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Time-bounded leases, so exactly one of several replicas runs scheduled work; a crashed holder's lease
+/// lapses at `expiresAt` and another replica takes over.
+public protocol LeaseStore: Sendable {
+    /// Takes or renews `name` for `holder` until `expiresAt`; succeeds if the lease is free, expired at `now`, or
+    /// already `holder`'s. Returns whether `holder` holds it now.
+    func acquireLease(_ name: String, holder: String, expiresAt: Date, now: Date) async throws -> Bool
+    /// The current holder, if the lease has not expired at `now`.
+    func lease(_ name: String, now: Date) async throws -> Lease?
+}
+
 /// The whole store a CA needs.
-public typealias CAStore = AuthorityStore & CertificateInventory & AuditStore
+public typealias CAStore = AuthorityStore & CertificateInventory & AuditStore & LeaseStore

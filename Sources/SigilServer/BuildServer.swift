@@ -103,7 +103,7 @@ public func buildServer(
     let identity = ServerIdentity(names: configuration.tlsNames)
     try identity.renew(with: try await ca.signingAuthority(), at: clock.now)
     let rotation = RotationService(
-        ca: ca, identity: identity, metrics: metrics, directory: directory, clock: clock,
+        ca: ca, store: store, identity: identity, metrics: metrics, directory: directory, clock: clock,
         refreshInterval: configuration.authorityRefreshInterval, logger: logger)
     _ = try await rotation.step()
 
@@ -122,7 +122,17 @@ public func buildServer(
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sigil"),
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
-    services.insert(contentsOf: [app, rotation] as [any Service], at: 0)
+    let adminPath = configuration.adminSocket ?? directory.path + "/admin.sock"
+    guard adminPath.utf8.count < 104 else {
+        throw CAError.configuration(reason: "admin socket path \(adminPath) is too long for a unix socket; set --admin-socket")
+    }
+    unlink(adminPath)  // a stale socket from a crashed run
+    let adminRouter = Router(context: SigilRequestContext.self)
+    AdminAPI(ca: ca, store: store, clock: clock, logger: logger, leaseName: RotationService.leaseName).addRoutes(to: adminRouter)
+    let admin = Application(
+        router: adminRouter, configuration: .init(address: .unixDomainSocket(path: adminPath), serverName: "sigil-admin"),
+        onServerRunning: { _ in chmod(adminPath, 0o600) }, logger: logger)
+    services.insert(contentsOf: [app, admin, rotation] as [any Service], at: 0)
     services.append(LifecycleAuditService(ca: ca))
     return SigilServerServices(services: services, authority: ca, store: store, metrics: metrics, localMode: localMode)
 }

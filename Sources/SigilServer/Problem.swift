@@ -61,11 +61,12 @@ extension CAError.Code {
 
 extension CAError {
     /// The problem+json response for this error.
-    func response(requestID: String?) -> Response {
+    /// - Parameter detail: overrides the fixed client sentence; only for the admin socket, whose callers are operators.
+    func response(requestID: String?, detail: String? = nil) -> Response {
         let status = code.httpStatus
         let problem = Problem(
             type: "https://sigil.dev/problems/\(code.rawValue)", title: status.reasonPhrase, status: status.code,
-            detail: code.clientDetail, code: code.rawValue, request_id: requestID)
+            detail: detail ?? code.clientDetail, code: code.rawValue, request_id: requestID)
         let body = (try? JSONEncoder.sorted.encode(problem)) ?? Data()
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if code == .rateLimited { headers[.retryAfter] = "1" }

@@ -17,11 +17,19 @@ final class RotationService: Service {
     let clock: any WallClock
     let refreshInterval: Duration
     let logger: Logger
+    let store: any CAStore
+    /// This replica's name in the rotation lease.
+    let holder: String
+    static let leaseName = "rotation"
+    /// A crashed holder's lease lapses after this; others take over.
+    static let leaseDuration: Duration = .seconds(30)
 
     init(
-        ca: CertificateAuthority, identity: ServerIdentity, metrics: ServerMetrics, directory: DataDirectory, clock: any WallClock,
-        refreshInterval: Duration, logger: Logger
+        ca: CertificateAuthority, store: any CAStore, identity: ServerIdentity, metrics: ServerMetrics, directory: DataDirectory,
+        clock: any WallClock, refreshInterval: Duration, logger: Logger
     ) {
+        self.store = store
+        self.holder = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UUID().uuidString.prefix(8))"
         self.ca = ca
         self.identity = identity
         self.metrics = metrics
@@ -52,13 +60,22 @@ final class RotationService: Service {
     func step() async throws -> Date {
         try await ca.reload()
         var next = clock.now + refreshInterval
-        for role in [AuthorityRole.root, .intermediate] {
+        // Only the lease holder rotates; the others follow through `reload` within one refresh interval.
+        let leader = try await store.acquireLease(
+            Self.leaseName, holder: holder, expiresAt: clock.now + Self.leaseDuration, now: clock.now)
+        for role in [AuthorityRole.root, .intermediate] where leader {
             let action = try await ca.plan(role)
             switch action {
             case .none(let nextCheck):
                 next = min(next, nextCheck)
             default:
-                let changed = try await ca.perform(action, for: role)
+                let changed: [String]
+                do {
+                    changed = try await ca.perform(action, for: role)
+                } catch let error as CAError where error.code == .conflict {
+                    next = min(next, clock.now + .seconds(1))  // a break-glass rotation is running; look again soon
+                    continue
+                }
                 logger.notice("rotation", metadata: ["sigil.role": "\(role.rawValue)", "sigil.action": "\(action)", "sigil.authorities": "\(changed)"])
                 next = clock.now
             }

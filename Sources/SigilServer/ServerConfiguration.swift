@@ -43,6 +43,8 @@ public struct ServerConfiguration: Sendable {
     public var authorityRefreshInterval: Duration
     /// Token validations remembered until the token's `exp`. Default 10,000.
     public var tokenCacheSize: Int
+    /// Admin unix socket (mode 0600). Default `<data dir>/admin.sock`.
+    public var adminSocket: String?
     /// Streaming audit sink: `stdout` or a file path for JSON lines. Default none.
     public var auditSink: String?
 

@@ -122,6 +122,7 @@ public final class PostgresStore: SigilStoreBackend {
             CREATE INDEX audit_by_subject ON audit(subject);
             CREATE INDEX audit_by_serial ON audit(serial);
             """),
+        ("v3-leases", "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)"),
     ]
 
     private func migrate() async throws {
@@ -250,6 +251,36 @@ public final class PostgresStore: SigilStoreBackend {
                         logger: self.logger)
                 }
             }
+        }
+    }
+
+    // MARK: LeaseStore
+
+    public func acquireLease(_ name: String, holder: String, expiresAt: Date, now: Date) async throws -> Bool {
+        try await run {
+            var current: String? = nil
+            let rows = try await self.client.query(
+                """
+                INSERT INTO leases (name, holder, expires_at) VALUES (\(name), \(holder), \(expiresAt.timeIntervalSince1970))
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE leases.holder = excluded.holder OR leases.expires_at <= \(now.timeIntervalSince1970)
+                RETURNING holder
+                """, logger: self.logger)
+            for try await value in rows.decode(String.self) { current = value }
+            return current == holder
+        }
+    }
+
+    public func lease(_ name: String, now: Date) async throws -> Lease? {
+        try await run {
+            var lease: Lease? = nil
+            for try await (holder, expires) in try await self.client.query(
+                "SELECT holder, expires_at FROM leases WHERE name = \(name)", logger: self.logger
+            ).decode((String, Double).self) {
+                let expiresAt = Date(timeIntervalSince1970: expires)
+                if expiresAt > now { lease = Lease(name: name, holder: holder, expiresAt: expiresAt) }
+            }
+            return lease
         }
     }
 

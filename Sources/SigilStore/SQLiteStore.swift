@@ -108,7 +108,35 @@ public final class SQLiteStore: SigilStoreBackend {
                     CREATE INDEX audit_by_serial ON audit(serial);
                     """)
         }
+        migrator.registerMigration("v3-leases") { db in
+            try db.execute(sql: "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)")
+        }
         return migrator
+    }
+
+    // MARK: LeaseStore
+
+    public func acquireLease(_ name: String, holder: String, expiresAt: Date, now: Date) async throws -> Bool {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+                    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                    WHERE leases.holder = excluded.holder OR leases.expires_at <= ?
+                    """,
+                arguments: [name, holder, expiresAt.timeIntervalSince1970, now.timeIntervalSince1970])
+            return try String.fetchOne(db, sql: "SELECT holder FROM leases WHERE name = ?", arguments: [name]) == holder
+        }
+    }
+
+    public func lease(_ name: String, now: Date) async throws -> Lease? {
+        try await read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT holder, expires_at FROM leases WHERE name = ?", arguments: [name]) else {
+                return nil
+            }
+            let expiresAt = Date(timeIntervalSince1970: row["expires_at"])
+            return expiresAt > now ? Lease(name: name, holder: row["holder"], expiresAt: expiresAt) : nil
+        }
     }
 
     // MARK: AuditStore

@@ -18,6 +18,7 @@ public actor InMemoryStore: CAStore {
     private var audit: [AuditRecord] = []
     private var auditHMACKey: [UInt8]?
     private var writeFailure: (any Error)?
+    private var leases: [String: Lease] = [:]
 
     /// An empty store.
     public init() {}
@@ -28,6 +29,19 @@ public actor InMemoryStore: CAStore {
     /// Every certificate recorded so far, live or not, in issuance order.
     public var recordedCertificates: [InventoryRecord] {
         inventory.values.sorted { ($0.issuedAt, $0.serial) < ($1.issuedAt, $1.serial) }
+    }
+
+    // MARK: LeaseStore
+
+    public func acquireLease(_ name: String, holder: String, expiresAt: Date, now: Date) async throws -> Bool {
+        try checkWritable()
+        if let current = leases[name], current.holder != holder, current.expiresAt > now { return false }
+        leases[name] = Lease(name: name, holder: holder, expiresAt: expiresAt)
+        return true
+    }
+
+    public func lease(_ name: String, now: Date) async throws -> Lease? {
+        leases[name].flatMap { $0.expiresAt > now ? $0 : nil }
     }
 
     // MARK: AuthorityStore

@@ -29,6 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-name"), help: "DNS name or IP of the server certificate (repeat). [default: localhost, 127.0.0.1]")
     var tlsNames: [String] = []
     @Option(help: "Stream audit records as JSON lines to stdout or a file.") var auditSink: String?
+    @Option(help: "Admin unix socket (0600). [default: <data-dir>/admin.sock]") var adminSocket: String?
     @Option(help: "JSON config file.") var config: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [default: info]") var logLevel: String?
 
@@ -88,6 +89,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.tlsNames = names
         }
         configuration.auditSink = value("audit_sink", auditSink)
+        configuration.adminSocket = value("admin_socket", adminSocket)
         if let bytes = settings.value("max_body_bytes").flatMap(Int.init) { configuration.maxBodyBytes = bytes }
         if let hint = settings.value("bundle_refresh_hint") { configuration.bundleRefreshHint = try parseDuration(hint, flag: "bundle_refresh_hint") }
 
@@ -105,7 +107,7 @@ struct ServeCommand: AsyncParsableCommand {
 struct Settings {
     static let knownKeys: Set<String> = [
         "data_dir", "listen", "trust_domain", "store", "token_issuer", "token_jwks", "token_audience", "token_review", "token_review_ca",
-        "token_review_credential", "tls_names", "log_level", "audit_sink", "max_body_bytes", "bundle_refresh_hint",
+        "token_review_credential", "tls_names", "log_level", "audit_sink", "admin_socket", "max_body_bytes", "bundle_refresh_hint",
         "authority.key_type", "authority.root_ttl", "authority.intermediate_ttl",
         "policy.default_ttl", "policy.max_ttl", "policy.min_ttl", "policy.backdate", "policy.allowed_key_types", "policy.dns_templates",
         "policy.allowed_namespaces", "policy.denied_namespaces", "policy.namespace_max_ttl",

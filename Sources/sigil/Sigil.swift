@@ -6,7 +6,7 @@ struct Sigil: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sigil",
         abstract: "Workload identity and certificate authority: SPIFFE X.509-SVIDs for a service mesh.",
-        subcommands: [ServeCommand.self, InitCommand.self, IssueCommand.self, InspectCommand.self, BundleCommand.self, AuditCommand.self, DevCommand.self])
+        subcommands: [ServeCommand.self, InitCommand.self, IssueCommand.self, InspectCommand.self, BundleCommand.self, AuditCommand.self, AdminCommand.self, AgentCommand.self, DevCommand.self])
 
     static func main() async {
         // Everything Sigil creates (keys, database, sockets) is private to its user unless made public on purpose.

@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SigilCore
+import SigilCrypto
+import SigilStore
+import Synchronization
+
+/// The workload side: obtains an SVID (the key never leaves this process), writes it atomically, renews it
+/// at half-life ± jitter, retries with capped exponential backoff while keeping the current certificate,
+/// renews at once when its chain is tainted, and keeps `bundle.pem` current.
+public final class AgentService: Service, Sendable {
+    let configuration: AgentConfiguration
+    let clock: any WallClock
+    let logger: Logger
+    let client: SigilClient
+    let random: LockedRandom
+
+    /// What is on disk now.
+    struct Held: Sendable {
+        let notBefore: Date
+        let notAfter: Date
+        let authorityKeyID: String
+        let serial: String
+    }
+
+    public init(configuration: AgentConfiguration, clock: any WallClock, logger: Logger, random: some RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()) {
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+        self.client = SigilClient(configuration: configuration)
+        self.random = LockedRandom(random)
+    }
+
+    /// Obtains and writes the first SVID, retrying with backoff; with `once`, gives up after `onceTimeout`.
+    public func fetchFirst() async throws {
+        let giveUp = clock.now + configuration.onceTimeout
+        var attempt = 0
+        while true {
+            do {
+                _ = try await renew()
+                return
+            } catch {
+                let now = clock.now
+                if configuration.once && now >= giveUp {
+                    throw AgentError("unavailable", "no certificate after \(configuration.onceTimeout.humanReadable): \(error)")
+                }
+                let delay = random.with { configuration.schedule.backoff(attempt: attempt, now: now, deadline: nil, using: &$0) }
+                logger.warning("obtaining the first certificate failed; retrying", metadata: ["sigil.reason": "\(error)", "sigil.retry_in": "\(delay)"])
+                attempt += 1
+                try await clock.sleep(until: now + delay)
+            }
+        }
+    }
+
+    /// Releases the HTTP client; call once the agent is done.
+    public func shutdown() async { await client.shutdown() }
+
+    public func run() async throws {
+        do {
+            try await loop()
+        } catch {
+            await shutdown()
+            throw error
+        }
+        await shutdown()
+    }
+
+    private func loop() async throws {
+        var held = try await cancelWhenGracefulShutdown { try await self.obtainInitial() }
+        if configuration.once { return }
+        var renewAt = scheduleRenewal(held)
+        var nextPoll = clock.now
+        var etag: String? = nil
+        var bundleSequence: Int64? = nil
+        var attempt = 0
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let wake = min(renewAt, nextPoll)
+            do {
+                try await cancelWhenGracefulShutdown { try await self.clock.sleep(until: wake) }
+            } catch {
+                return
+            }
+            let now = clock.now
+            if now >= nextPoll {
+                nextPoll = now + configuration.pollInterval
+                do {
+                    let (authorities, tag) = try await client.authorities(etag: etag)
+                    etag = tag
+                    if let authorities {
+                        if let reason = Self.taint(of: held, in: authorities) {
+                            // Renew soon but not all at once: a fleet reacting to one taint spreads over a few seconds.
+                            let delay = random.with { Double.random(in: 0...min(2.0, configuration.pollInterval.timeInterval / 2), using: &$0) }
+                            renewAt = min(renewAt, now.addingTimeInterval(delay))
+                            logger.warning("current certificate chains to a \(reason) authority; renewing now", metadata: ["sigil.serial": "\(held.serial)"])
+                        }
+                        if bundleSequence != authorities.bundle_sequence {
+                            if bundleSequence != nil { try await writeBundle(try await client.bundlePEM()) }
+                            bundleSequence = authorities.bundle_sequence
+                        }
+                    }
+                } catch {
+                    logger.warning("polling authorities failed", metadata: ["sigil.reason": "\(error)"])
+                }
+            }
+            if clock.now >= renewAt {
+                do {
+                    held = try await renew()
+                    renewAt = scheduleRenewal(held)
+                    attempt = 0
+                } catch {
+                    let now = clock.now
+                    let delay = random.with { configuration.schedule.backoff(attempt: attempt, now: now, deadline: held.notAfter, using: &$0) }
+                    attempt += 1
+                    renewAt = now + delay
+                    let left = held.notAfter.timeIntervalSince(now)
+                    logger.error(
+                        "renewal failed; keeping the current certificate",
+                        metadata: ["sigil.reason": "\(error)", "sigil.seconds_left": "\(Int(left))", "sigil.retry_in": "\(delay)"])
+                }
+            }
+        }
+    }
+
+    private func obtainInitial() async throws -> Held {
+        try await fetchFirst()
+        guard let held = try currentFromDisk() else { throw AgentError("internal_error", "certificate vanished after write") }
+        return held
+    }
+
+    private func scheduleRenewal(_ held: Held) -> Date {
+        let at = random.with { configuration.schedule.renewAt(notBefore: held.notBefore, notAfter: held.notAfter, using: &$0) }
+        logger.info("next renewal", metadata: ["sigil.serial": "\(held.serial)", "sigil.renew_at": "\(at)"])
+        return at
+    }
+
+    /// Generates a key, requests a certificate with the current token, writes all three files.
+    @discardableResult
+    func renew() async throws -> Held {
+        guard let tokenData = FileManager.default.contents(atPath: configuration.tokenFile) else {
+            throw AgentError("token_unreadable", "cannot read token file \(configuration.tokenFile)")
+        }
+        let token = String(decoding: tokenData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let key = try PrivateKey.generate(configuration.keyAlgorithm)
+        let csr = try CertificateSigningRequest.create(key: key, subjectAlternativeNames: [])
+        let issued = try await client.requestCertificate(csrPEM: try csr.pem, token: token)
+        let chain = try issued.chain.flatMap { try Certificate.parseChain(pem: $0) }
+        guard let leaf = chain.first, leaf.publicKey.der == (try key.publicKey().der) else {
+            throw AgentError("bad_response", "issued certificate does not carry this agent's key")
+        }
+        try SecureFile.ensurePrivateDirectory(configuration.outputDirectory)
+        // Key first, then the chain: a reader that sees the new chain always finds its key.
+        try SecureFile.write(Data(try key.pkcs8PEM().utf8), to: configuration.keyPath, mode: 0o600)
+        try SecureFile.write(Data(chain.map(\.pem).joined().utf8), to: configuration.certificatePath, mode: 0o644)
+        try writeBundle(issued.trust_bundle.joined())
+        logger.notice(
+            "wrote SVID", metadata: ["sigil.identity": "\(issued.spiffe_id)", "sigil.serial": "\(issued.serial)", "sigil.not_after": "\(issued.not_after)"])
+        runOnRotate()
+        return Held(
+            notBefore: leaf.notBefore, notAfter: leaf.notAfter, authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
+            serial: leaf.serial.hex)
+    }
+
+    private func writeBundle(_ pem: String) throws {
+        let current = FileManager.default.contents(atPath: configuration.bundlePath).map { String(decoding: $0, as: UTF8.self) }
+        if current != pem { try SecureFile.write(Data(pem.utf8), to: configuration.bundlePath, mode: 0o644) }
+    }
+
+    private func currentFromDisk() throws -> Held? {
+        guard let data = FileManager.default.contents(atPath: configuration.certificatePath),
+            let leaf = try Certificate.parseChain(pem: String(decoding: data, as: UTF8.self)).first
+        else { return nil }
+        return Held(
+            notBefore: leaf.notBefore, notAfter: leaf.notAfter, authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
+            serial: leaf.serial.hex)
+    }
+
+    /// "tainted"/"revoked" if the held certificate's issuer or that issuer's root is; nil otherwise.
+    static func taint(of held: Held, in authorities: SigilClient.Authorities) -> String? {
+        guard let issuer = authorities.authorities.first(where: { $0.role == "intermediate" && $0.subject_key_id == held.authorityKeyID }) else {
+            return nil
+        }
+        if issuer.state == "tainted" || issuer.state == "revoked" { return issuer.state }
+        if let root = authorities.authorities.first(where: { $0.id == issuer.parent_id }), root.state == "tainted" || root.state == "revoked" {
+            return root.state
+        }
+        return nil
+    }
+
+    private func runOnRotate() {
+        guard let command = configuration.onRotate else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        do {
+            try process.run()
+            process.waitUntilExit()
+            if process.terminationStatus != 0 {
+                logger.warning("--on-rotate command failed", metadata: ["sigil.exit": "\(process.terminationStatus)"])
+            }
+        } catch {
+            logger.warning("--on-rotate command could not start", metadata: ["sigil.reason": "\(error)"])
+        }
+    }
+}
+
+/// A random number generator behind a lock, so one injected generator serves the whole agent.
+final class LockedRandom: Sendable {
+    private let generator: Mutex<any RandomNumberGenerator & Sendable>
+    init(_ generator: some RandomNumberGenerator & Sendable) { self.generator = Mutex(generator) }
+    func with<T>(_ body: (inout any RandomNumberGenerator & Sendable) -> T) -> T {
+        generator.withLock { body(&$0) }
+    }
+}

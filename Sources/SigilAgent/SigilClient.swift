@@ -1,0 +1,133 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOSSL
+import SigilCore
+import Synchronization
+
+/// A refusal or failure reported by the server (problem+json) or on the way to it.
+public struct AgentError: Error, CustomStringConvertible, Sendable {
+    public let code: String
+    public let reason: String
+    public init(_ code: String, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+    public var description: String { "\(code): \(reason)" }
+}
+
+/// The agent's HTTPS client. It trusts the out-of-band `--ca-bundle` plus the bundle last received from the
+/// server, and rebuilds its TLS configuration when that bundle changes (so a root rotation does not cut it off).
+final class SigilClient: Sendable {
+    struct Issued: Decodable {
+        let spiffe_id: String
+        let serial: String
+        let not_before: String
+        let not_after: String
+        let renew_after: String
+        let chain: [String]
+        let trust_bundle: [String]
+    }
+
+    struct Authorities: Decodable {
+        struct Authority: Decodable {
+            let id: String
+            let role: String
+            let state: String
+            let parent_id: String?
+            let subject_key_id: String
+        }
+        let bundle_sequence: Int64
+        let authorities: [Authority]
+    }
+
+    private let configuration: AgentConfiguration
+    private let current = Mutex<(client: HTTPClient, trust: String)?>(nil)
+
+    init(configuration: AgentConfiguration) { self.configuration = configuration }
+
+    func shutdown() async {
+        let client = current.withLock { state -> HTTPClient? in
+            defer { state = nil }
+            return state?.client
+        }
+        try? await client?.shutdown()
+    }
+
+    private func client() throws -> HTTPClient {
+        var trust = (FileManager.default.contents(atPath: configuration.caBundle)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        guard !trust.isEmpty else { throw AgentError("configuration_invalid", "cannot read --ca-bundle \(configuration.caBundle)") }
+        if let received = FileManager.default.contents(atPath: configuration.bundlePath) { trust += "\n" + String(decoding: received, as: UTF8.self) }
+        if let cached = current.withLock({ $0 }), cached.trust == trust { return cached.client }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        do {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(trust.utf8)))
+        } catch {
+            throw AgentError("configuration_invalid", "trust bundle is not PEM certificates")
+        }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        let previous = current.withLock { state -> HTTPClient? in
+            defer { state = (client, trust) }
+            return state?.client
+        }
+        if let previous { Task { try? await previous.shutdown() } }
+        return client
+    }
+
+    func requestCertificate(csrPEM: String, token: String) async throws -> Issued {
+        var request = HTTPClientRequest(url: configuration.serverURL + "/v1/certificates")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(["csr": csrPEM])))
+        let (status, data) = try await send(request)
+        guard status == 201 else { throw problem(status, data) }
+        do {
+            return try JSONDecoder().decode(Issued.self, from: data)
+        } catch {
+            throw AgentError("bad_response", "issuance response does not decode")
+        }
+    }
+
+    /// The authorities, or nil when unchanged since `etag`.
+    func authorities(etag: String?) async throws -> (Authorities?, String?) {
+        var request = HTTPClientRequest(url: configuration.serverURL + "/v1/authorities")
+        if let etag { request.headers.add(name: "If-None-Match", value: etag) }
+        let response = try await execute(request)
+        let newTag = response.headers.first(name: "ETag")
+        if response.status.code == 304 { return (nil, etag) }
+        let data = Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
+        guard response.status.code == 200 else { throw problem(Int(response.status.code), data) }
+        guard let body = try? JSONDecoder().decode(Authorities.self, from: data) else {
+            throw AgentError("bad_response", "authorities response does not decode")
+        }
+        return (body, newTag)
+    }
+
+    func bundlePEM() async throws -> String {
+        let (status, data) = try await send(HTTPClientRequest(url: configuration.serverURL + "/v1/bundle.pem"))
+        guard status == 200 else { throw problem(status, data) }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func send(_ request: HTTPClientRequest) async throws -> (Int, Data) {
+        let response = try await execute(request)
+        return (Int(response.status.code), Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024)))
+    }
+
+    private func execute(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
+        do {
+            return try await client().execute(request, timeout: .seconds(15))
+        } catch let error as AgentError {
+            throw error
+        } catch {
+            throw AgentError("server_unreachable", "\(configuration.serverURL): \(error)")
+        }
+    }
+
+    private func problem(_ status: Int, _ data: Data) -> AgentError {
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        return AgentError(object?["code"] as? String ?? "http_\(status)", object?["detail"] as? String ?? "HTTP \(status)")
+    }
+}

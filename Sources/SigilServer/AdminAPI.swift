@@ -1,0 +1,147 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import SigilCore
+import SigilCrypto
+
+/// Break-glass and rotation control, served only on a unix socket (mode 0600), never on TCP. Every verb is
+/// audited with the caller's uid (from SO_PEERCRED) and the operator's reason.
+final class AdminAPI: Sendable {
+    let ca: CertificateAuthority
+    let store: any CAStore
+    let clock: any WallClock
+    let logger: Logger
+    let leaseName: String
+
+    init(ca: CertificateAuthority, store: any CAStore, clock: any WallClock, logger: Logger, leaseName: String) {
+        self.ca = ca
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.leaseName = leaseName
+    }
+
+    func addRoutes(to router: Router<SigilRequestContext>) {
+        router.add(middleware: AdminProblemMiddleware())
+        router.get("/admin/status") { _, context in try await self.status(context) }
+        router.post("/admin/rotate") { request, context in try await self.rotate(request, context: context) }
+        router.post("/admin/revoke") { request, context in try await self.revoke(request, context: context) }
+    }
+
+    struct StatusAuthority: Encodable {
+        let id: String
+        let role: String
+        let state: String
+        let parent_id: String?
+        let not_before: String
+        let not_after: String
+        let sha256_fingerprint: String
+        let live_certificates: Int
+    }
+
+    struct Status: Encodable {
+        let trust_domain: String
+        let bundle_sequence: Int64
+        let lease_holder: String?
+        let lease_expires_at: String?
+        let authorities: [StatusAuthority]
+    }
+
+    func status(_ context: SigilRequestContext) async throws -> Response {
+        try await ca.reload()
+        let snapshot = try await ca.snapshot()
+        let now = clock.now
+        let counts = try await store.liveCounts(at: now)
+        let lease = try await store.lease(leaseName, now: now)
+        let body = Status(
+            trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, lease_holder: lease?.holder,
+            lease_expires_at: lease.map { SigilAPI.rfc3339($0.expiresAt) },
+            authorities: snapshot.authorities.records.map { record in
+                // A root's live count is the sum over the intermediates it signed.
+                let issuing = record.role == .intermediate ? [record.id] : snapshot.authorities.records.filter { $0.parentID == record.id }.map(\.id)
+                return StatusAuthority(
+                    id: record.id, role: record.role.rawValue, state: record.state.rawValue, parent_id: record.parentID,
+                    not_before: SigilAPI.rfc3339(record.notBefore), not_after: SigilAPI.rfc3339(record.notAfter),
+                    sha256_fingerprint: record.certificate.sha256Fingerprint, live_certificates: issuing.reduce(0) { $0 + (counts[$1] ?? 0) })
+            })
+        try await ca.audit(.adminStatus, actor: try await actor(context))
+        return try SigilAPI.json(body)
+    }
+
+    struct RotateBody: Decodable {
+        let role: String
+        let taint_old: Bool?
+        let dry_run: Bool?
+        let reason: String
+    }
+
+    func rotate(_ request: Request, context: SigilRequestContext) async throws -> Response {
+        let body = try await decode(RotateBody.self, request)
+        guard let role = AuthorityRole(rawValue: body.role) else { throw CAError(.badRequest, reason: "role must be root or intermediate") }
+        let outcome = try await ca.rotateNow(
+            role, taintOld: body.taint_old ?? false, dryRun: body.dry_run ?? false, reason: try requireReason(body.reason),
+            actor: try await actor(context))
+        logger.notice("admin rotate", metadata: ["sigil.role": "\(role.rawValue)", "sigil.outcome": "\(outcome)"])
+        return try SigilAPI.json(outcome)
+    }
+
+    struct RevokeBody: Decodable {
+        let authority_id: String
+        let reason: String
+    }
+
+    func revoke(_ request: Request, context: SigilRequestContext) async throws -> Response {
+        let body = try await decode(RevokeBody.self, request)
+        let record = try await ca.revoke(body.authority_id, reason: try requireReason(body.reason), actor: try await actor(context))
+        logger.notice("admin revoke", metadata: [LogKey.authority: "\(record.id)"])
+        return try SigilAPI.json(["id": record.id, "role": record.role.rawValue, "state": record.state.rawValue])
+    }
+
+    private func requireReason(_ reason: String) throws -> String {
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw CAError(.badRequest, reason: "a --reason is required for every admin verb") }
+        return trimmed
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let buffer = try await request.body.collect(upTo: 16 * 1024)
+        do {
+            return try JSONDecoder().decode(type, from: buffer)
+        } catch {
+            throw CAError(.badRequest, reason: "admin request body does not decode")
+        }
+    }
+
+    /// `admin:uid=<uid>,pid=<pid>` from the kernel's peer credentials of the socket.
+    private func actor(_ context: SigilRequestContext) async throws -> String {
+        struct PeerCredentials {
+            var pid: Int32 = 0
+            var uid: UInt32 = 0
+            var gid: UInt32 = 0
+        }
+        guard let provider = context.channel as? any SocketOptionProvider else { return "admin" }
+        let credentials: PeerCredentials? = try? await provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)
+        ).get()
+        guard let credentials else { return "admin" }
+        return "admin:uid=\(credentials.uid),pid=\(credentials.pid)"
+    }
+}
+
+/// problem+json for the admin socket, like the public API.
+struct AdminProblemMiddleware: RouterMiddleware {
+    typealias Context = SigilRequestContext
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as CAError {
+            return error.response(requestID: context.id, detail: error.reason)
+        } catch let error as HTTPError {
+            return CAError(error.status == .notFound ? .notFound : .badRequest, reason: "\(error)").response(requestID: context.id)
+        } catch {
+            return CAError(.internalError, reason: "\(error)").response(requestID: context.id, detail: "\(error)")
+        }
+    }
+}

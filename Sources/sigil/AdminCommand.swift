@@ -1,0 +1,98 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+
+struct AdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin", abstract: "Break-glass and rotation control over the server's admin socket.",
+        subcommands: [AdminStatusCommand.self, AdminRotateCommand.self, AdminRevokeCommand.self])
+}
+
+struct AdminSocketOption: ParsableArguments {
+    @Option(help: "Admin socket of the running server.") var socket: String = "pki/admin.sock"
+
+    /// Sends one request to the admin socket; returns the JSON body or throws the server's problem as one line.
+    func call(_ path: String, body: [String: Any]? = nil) async throws -> [String: Any] {
+        guard FileManager.default.fileExists(atPath: socket) else {
+            throw CLIError("not_found", "no admin socket at \(socket): is `sigil serve` running with this data directory?")
+        }
+        let encoded = socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? socket
+        var request = HTTPClientRequest(url: "http+unix://\(encoded)\(path)")
+        if let body {
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let data = Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw CLIError(object["code"] as? String ?? "admin_error", object["detail"] as? String ?? "HTTP \(response.status.code)")
+        }
+        return object
+    }
+}
+
+func printJSON(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+struct AdminStatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Authorities, states, lease holder, live certificate counts.")
+    @OptionGroup var admin: AdminSocketOption
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let status = try await admin.call("/admin/status")
+        if json { return try printJSON(status) }
+        print("trust domain \(status["trust_domain"] ?? "?")  ·  bundle sequence \(status["bundle_sequence"] ?? "?")  ·  rotation lease: \(status["lease_holder"] as? String ?? "none")")
+        for authority in status["authorities"] as? [[String: Any]] ?? [] {
+            let id = authority["id"] as? String ?? "?"
+            print("\(id.padding(32))\((authority["state"] as? String ?? "?").padding(10))until \(authority["not_after"] as? String ?? "?")  live \(authority["live_certificates"] ?? 0)")
+        }
+    }
+}
+
+struct AdminRotateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate", abstract: "Prepare and activate a successor now (break-glass).",
+        discussion: "--taint-old makes agents replace certificates under the old authority at once; --dry-run changes nothing and shows the blast radius.")
+    enum Role: String, ExpressibleByArgument { case intermediate, root }
+    @OptionGroup var admin: AdminSocketOption
+    @Argument(help: "intermediate or root") var role: Role
+    @Flag(help: "Mark the replaced authority tainted.") var taintOld = false
+    @Flag(help: "Change nothing; print the blast radius.") var dryRun = false
+    @Option(help: "Why (recorded in the audit log).") var reason: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let outcome = try await admin.call(
+            "/admin/rotate", body: ["role": role.rawValue, "taint_old": taintOld, "dry_run": dryRun, "reason": reason])
+        if json { return try printJSON(outcome) }
+        let radius = outcome["blast_radius"] as? [String: Any] ?? [:]
+        let identities = radius["identities"] as? [String] ?? []
+        if dryRun {
+            print("dry run: rotating the \(role.rawValue) would replace \((outcome["replaced"] as? [String] ?? []).joined(separator: ", "))")
+        } else {
+            print("activated \((outcome["activated"] as? [String] ?? []).joined(separator: ", ")); \(taintOld ? "tainted" : "retired") \((outcome["replaced"] as? [String] ?? []).joined(separator: ", "))")
+        }
+        print("blast radius: \(radius["live_certificates"] ?? 0) live certificate(s), \(identities.count) identit\(identities.count == 1 ? "y" : "ies")")
+        for identity in identities { print("  \(identity)") }
+    }
+}
+
+struct AdminRevokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke", abstract: "Revoke a tainted, non-active authority (root: leaves the bundle; intermediate: enters the CRL).")
+    @OptionGroup var admin: AdminSocketOption
+    @Argument(help: "Authority id (see sigil admin status).") var authorityID: String
+    @Option(help: "Why (recorded in the audit log).") var reason: String
+
+    func run() async throws {
+        let result = try await admin.call("/admin/revoke", body: ["authority_id": authorityID, "reason": reason])
+        print("revoked \(result["role"] as? String ?? "") \(result["id"] as? String ?? authorityID)")
+    }
+}
