@@ -103,6 +103,16 @@ let package = Package(
             name: "sigil-leakcheck",
             dependencies: ["SigilCore", "SigilCrypto"]
         ),
+        .executableTarget(
+            name: "sigil-load",
+            dependencies: [
+                "SigilCore",
+                "SigilCrypto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SigilCryptoTests", dependencies: ["SigilCrypto", "SigilTestSupport"]),
         .testTarget(name: "SigilCoreTests", dependencies: ["SigilCore", "SigilCrypto", "SigilTestSupport"]),
         .testTarget(name: "SigilStoreTests", dependencies: ["SigilStore", "SigilCore", "SigilTestSupport"]),

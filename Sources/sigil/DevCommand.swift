@@ -18,12 +18,15 @@ struct DevTokenCommand: AsyncParsableCommand {
     @Option(name: .customLong("service-account"), help: "Service account name.") var serviceAccount: String
     @Option(help: "Audience (aud).") var audience: String = "sigil"
     @Option(help: "Token lifetime.") var ttl: String = "10m"
+    @Option(help: "Print this many distinct tokens, one per line (for load tests).") var count: Int = 1
 
     func run() async throws {
         let issuer = try LocalTokenIssuer.load(dataDirectory: data.dataDir, create: false)
-        let token = try await issuer.mint(
-            identity: WorkloadIdentity(namespace: namespace, serviceAccount: serviceAccount), audience: audience,
-            ttl: try parseDuration(ttl, flag: "--ttl"), now: SystemClock().now)
-        print(token)
+        let lifetime = try parseDuration(ttl, flag: "--ttl")
+        for _ in 0..<max(1, count) {
+            print(try await issuer.mint(
+                identity: WorkloadIdentity(namespace: namespace, serviceAccount: serviceAccount), audience: audience, ttl: lifetime,
+                now: SystemClock().now))
+        }
     }
 }
