@@ -21,6 +21,9 @@ public final class CertificateAuthority: Sendable {
         public let authorities: AuthoritySet
         public let signer: SigningAuthority?
         public let bundleSequence: Int64
+        /// PEM of the bundle roots when the snapshot was taken (refreshed with every reload, at least every
+        /// rotation check), so issuance does not re-encode them per request.
+        public let trustBundlePEM: [String]
     }
 
     public init(
@@ -72,7 +75,9 @@ public final class CertificateAuthority: Sendable {
             if let cachedKey { key = cachedKey } else { key = try await store.authorityKey(id: active.id) }
             signer = SigningAuthority(record: active, key: key, chain: authorities.chain(from: active))
         }
-        let snapshot = Snapshot(authorities: authorities, signer: signer, bundleSequence: sequence)
+        let snapshot = Snapshot(
+            authorities: authorities, signer: signer, bundleSequence: sequence,
+            trustBundlePEM: authorities.bundleRoots(at: clock.now).map(\.certificate.pem))
         state.withLock { $0 = snapshot }
     }
 

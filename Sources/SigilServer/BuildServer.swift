@@ -118,7 +118,8 @@ public func buildServer(
         // issuance route then checks it against live authority state, taint included.
         customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })
     let app = Application(
-        router: router, server: try .tls(.http1(), configuration: tls),
+        // Idle connections are closed after 30 s so that slow or abandoned clients cannot pin connections.
+        router: router, server: try .tls(.http1(configuration: .init(idleTimeout: .seconds(30))), configuration: tls),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sigil"),
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)

@@ -89,7 +89,7 @@ final class SigilAPI: Sendable {
             }
             reachedAuthority = true
             let issued = try await ca.issue(IssuanceRequest(csr: csr, identity: identity, ttl: ttl), requester: requester)
-            let roots = try await ca.snapshot().authorities.bundleRoots(at: clock.now).map(\.certificate.pem)
+            let roots = try await ca.snapshot().trustBundlePEM
             logger.info(
                 "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
             metrics.issued.increment()
