@@ -115,6 +115,7 @@ let package = Package(
         ),
         .testTarget(name: "SigilCryptoTests", dependencies: ["SigilCrypto", "SigilTestSupport"]),
         .testTarget(name: "SigilCoreTests", dependencies: ["SigilCore", "SigilCrypto", "SigilTestSupport"]),
+        .testTarget(name: "SigilAgentTests", dependencies: ["SigilAgent", "SigilCore"]),
         .testTarget(name: "SigilStoreTests", dependencies: ["SigilStore", "SigilCore", "SigilTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
