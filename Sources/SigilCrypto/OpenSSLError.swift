@@ -40,7 +40,7 @@ public struct OpenSSLError: Error, Equatable, CustomStringConvertible, Sendable 
         self.line = line
     }
 
-    public var description: String { "OpenSSLError(\(code)): \(reason)" }
+    public var description: String { "\(code): \(reason)" }
 
     public static func == (lhs: OpenSSLError, rhs: OpenSSLError) -> Bool { lhs.code == rhs.code }
 

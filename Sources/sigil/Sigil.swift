@@ -1,5 +1,9 @@
 import ArgumentParser
 import Foundation
+import SigilAgent
+import SigilCore
+import SigilCrypto
+import SigilStore
 
 @main
 struct Sigil: AsyncParsableCommand {
@@ -32,12 +36,14 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ code: String, _ message: String) { description = "\(code): \(message)" }
     init(description: String) { self.description = description }
 
+    /// Sigil's own errors become one `code: reason` line; ArgumentParser's (usage, help) pass through.
     static func wrap(_ error: any Error) -> any Error {
         switch error {
-        case is CLIError, is ExitCode, is CleanExit, is ValidationError: return error
-        default:
-            if String(describing: type(of: error)).contains("CommandError") { return error }
-            return CLIError(description: String(describing: error))
+        case let error as CAError: return CLIError(error.code.rawValue, error.reason)
+        case let error as StorageError: return CLIError(description: error.description)
+        case let error as OpenSSLError: return CLIError(description: error.description)
+        case let error as AgentError: return CLIError(error.code, error.reason)
+        default: return error
         }
     }
 }
