@@ -137,14 +137,18 @@ public actor InMemoryStore: CAStore {
     }
 
     public func auditRecords(_ query: AuditQuery) async throws -> [AuditRecord] {
+        // Same semantics as the SQL stores: since inclusive, until exclusive, serials compared in lowercase.
         let matching = audit.filter { record in
             let event = record.event
-            return record.sequence > query.afterSequence && query.since.map { event.time >= $0 } != false
-                && query.until.map { event.time < $0 } != false && query.subject.map { event.subject == $0 } != false
-                && query.serial.map { event.serial == $0 } != false && query.action.map { event.action == $0 } != false
+            return record.sequence > query.afterSequence
+                && query.since.map { event.time >= $0 } != false
+                && query.until.map { event.time < $0 } != false
+                && query.subject.map { event.subject == $0 } != false
+                && query.serial.map { event.serial == $0.lowercased() } != false
+                && query.action.map { event.action == $0 } != false
                 && query.outcome.map { event.outcome == $0 } != false
         }
-        return Array(matching.prefix(query.limit))
+        return Array(matching.prefix(max(1, query.limit)))
     }
 
     public func auditKey() async throws -> [UInt8] {

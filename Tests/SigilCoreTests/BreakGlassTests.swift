@@ -7,7 +7,9 @@ import Testing
 
 @Suite("Break-glass rotation and revocation")
 struct BreakGlassTests {
-    static let identity = try! SPIFFEID(parsing: "spiffe://example.org/ns/default/sa/web")
+    static let web = try! SPIFFEID(parsing: "spiffe://example.org/ns/default/sa/web")
+    static let db = try! SPIFFEID(parsing: "spiffe://example.org/ns/default/sa/db")
+    static let operatorID = "admin:0"
 
     let clock = ManualClock(now: TestPKI.referenceDate)
     let store = InMemoryStore()
@@ -15,117 +17,168 @@ struct BreakGlassTests {
 
     init() async throws {
         ca = CertificateAuthority(
-            store: store, configuration: AuthorityConfiguration(trustDomain: TestPKI.trustDomain), policy: IssuancePolicy(), clock: clock)
+            store: store, configuration: AuthorityConfiguration(trustDomain: TestPKI.trustDomain),
+            policy: IssuancePolicy(),
+            clock: clock)
         try await ca.bootstrap()
     }
 
-    func issue() async throws -> IssuedCertificate {
-        let csr = try TestPKI.makeCSR(names: [.uri(Self.identity.description)]).csr
-        return try await ca.issue(IssuanceRequest(csr: csr, identity: Self.identity), requester: Requester(actor: "test"))
+    @discardableResult
+    func issue(_ identity: SPIFFEID = web) async throws -> IssuedCertificate {
+        let csr = try TestPKI.makeCSR(names: [.uri(identity.description)]).csr
+        return try await ca.issue(
+            IssuanceRequest(csr: csr, identity: identity), requester: Requester(actor: "operator:cli"))
     }
 
     func authorities() async throws -> AuthoritySet { try await ca.snapshot().authorities }
 
-    @Test("a dry run reports the live certificates under the intermediate and changes nothing")
-    func dryRunChangesNothing() async throws {
-        _ = try await issue()
-        _ = try await issue()
-        let before = try await authorities().records
-        let outcome = try await ca.rotateNow(.intermediate, taintOld: true, dryRun: true, reason: "drill", actor: "admin")
-        #expect(outcome.dryRun)
-        #expect(outcome.blastRadius.liveCertificates == 2)
-        #expect(outcome.blastRadius.identities == [Self.identity.description])
-        #expect(outcome.activated.isEmpty)
-        #expect(try await authorities().records == before)
+    func verifies(_ issued: IssuedCertificate) async throws -> Bool {
+        let roots = try await authorities().bundleRoots(at: clock.now).map(\.certificate)
+        return try ChainVerifier.verify(issued.certificate, intermediates: issued.chain, roots: roots, at: clock.now)
+            == .valid
     }
 
-    @Test("rotating the intermediate with --taint-old activates a successor under the same root and taints the old one")
-    func rotateIntermediateTaintsOld() async throws {
+    @Test("a dry run reports the blast radius and changes nothing")
+    func dryRun() async throws {
+        try await issue(Self.web)
+        try await issue(Self.web)
+        try await issue(Self.db)
+        let before = try await store.authorities()
+        let current = try #require(try await authorities().active(.intermediate))
+
+        let outcome = try await ca.rotateNow(
+            .intermediate, taintOld: true, dryRun: true, reason: "drill", actor: Self.operatorID)
+        #expect(outcome.dryRun)
+        #expect(outcome.replaced == [current.id])
+        #expect(outcome.activated.isEmpty && outcome.tainted.isEmpty)
+        #expect(outcome.blastRadius.authorityIDs == [current.id])
+        #expect(outcome.blastRadius.liveCertificates == 3)
+        #expect(outcome.blastRadius.identities == [Self.db.description, Self.web.description])
+        #expect(try await store.authorities() == before)
+        let event = try #require(await store.auditLog.last?.event)
+        #expect(
+            event.action == .adminRotate && event.actor == Self.operatorID && event.reason?.contains("drill") == true)
+    }
+
+    @Test(
+        "rotating the intermediate activates a new one now and retires or taints the old one", arguments: [false, true])
+    func rotateIntermediate(_ taintOld: Bool) async throws {
+        let oldLeaf = try await issue()
         let old = try #require(try await authorities().active(.intermediate))
-        let outcome = try await ca.rotateNow(.intermediate, taintOld: true, dryRun: false, reason: "key exposure", actor: "admin")
+        try await ca.perform(.prepareNext, for: .intermediate)
+        let stale = try #require(try await authorities().prepared(.intermediate))
+
+        let outcome = try await ca.rotateNow(
+            .intermediate, taintOld: taintOld, dryRun: false, reason: "key leak", actor: Self.operatorID)
+        let actions = await store.auditLog.suffix(3).map(\.event.action)
+        #expect(actions == [.adminRotate, .activate, taintOld ? .taint : .retire])
         let set = try await authorities()
         let new = try #require(set.active(.intermediate))
-        #expect(new.id != old.id)
         #expect(outcome.activated == [new.id])
-        #expect(set.record(id: old.id)?.state == .tainted)
-        #expect(new.parentID == old.parentID)
-        // New leaves come from the new intermediate.
-        #expect(try await issue().authorityID == new.id)
+        #expect(outcome.replaced == [old.id])
+        #expect(outcome.tainted == (taintOld ? [old.id] : []))
+        #expect(outcome.blastRadius.liveCertificates == 1)
+        #expect(new.id != stale.id)
+        #expect(set.record(id: old.id)?.state == (taintOld ? .tainted : .retired))
+        #expect(set.record(id: stale.id)?.state == .retired, "a stale prepared successor must not activate later")
+        #expect(new.parentID == set.active(.root)?.id)
+
+        let newLeaf = try await issue()
+        #expect(newLeaf.authorityID == new.id)
+        #expect(try await verifies(newLeaf))
+        #expect(try await verifies(oldLeaf), "the root did not change, so old leaves still chain")
     }
 
-    @Test("rotating the root brings a new intermediate signed by the new root, and keeps the old root in the bundle")
+    @Test("rotating the root brings a new intermediate under it and replaces both old authorities")
     func rotateRoot() async throws {
+        let oldLeaf = try await issue()
         let oldRoot = try #require(try await authorities().active(.root))
-        _ = try await ca.rotateNow(.root, taintOld: false, dryRun: false, reason: "scheduled drill", actor: "admin")
+        let oldIntermediate = try #require(try await authorities().active(.intermediate))
+        let sequence = try await ca.snapshot().bundleSequence
+
+        let outcome = try await ca.rotateNow(
+            .root, taintOld: true, dryRun: false, reason: "root compromise", actor: Self.operatorID)
         let set = try await authorities()
         let newRoot = try #require(set.active(.root))
-        let intermediate = try #require(set.active(.intermediate))
-        #expect(newRoot.id != oldRoot.id)
-        #expect(intermediate.parentID == newRoot.id)
-        #expect(intermediate.certificate.isSigned(by: newRoot.certificate))
-        #expect(set.record(id: oldRoot.id)?.state == .retired)
-        #expect(Set(set.bundleRoots(at: clock.now).map(\.id)) == [oldRoot.id, newRoot.id])
+        let newIntermediate = try #require(set.active(.intermediate))
+        #expect(outcome.activated == [newRoot.id, newIntermediate.id])
+        #expect(Set(outcome.replaced) == [oldRoot.id, oldIntermediate.id])
+        #expect(newIntermediate.parentID == newRoot.id)
+        #expect(set.record(id: oldRoot.id)?.state == .tainted)
+        #expect(set.record(id: oldIntermediate.id)?.state == .tainted)
+        #expect(try await ca.snapshot().bundleSequence == sequence + 1, "the new root entered the bundle")
+
+        let newLeaf = try await issue()
+        #expect(
+            try ChainVerifier.verify(
+                newLeaf.certificate, intermediates: newLeaf.chain, roots: [newRoot.certificate], at: clock.now)
+                == .valid)
+        #expect(try await verifies(oldLeaf), "a tainted root stays in the bundle until it is revoked")
     }
 
-    @Test("revoke refuses the active authority and an untainted one, and accepts a tainted one")
-    func revokeRules() async throws {
-        let first = try #require(try await authorities().active(.intermediate))
-        await #expect(throws: CAError(.conflict, reason: "")) { _ = try await ca.revoke(first.id, reason: "no", actor: "admin") }
-        _ = try await ca.rotateNow(.intermediate, taintOld: false, dryRun: false, reason: "routine", actor: "admin")
-        // Retired, not tainted: still refused.
-        await #expect(throws: CAError(.conflict, reason: "")) { _ = try await ca.revoke(first.id, reason: "no", actor: "admin") }
-        let second = try #require(try await authorities().active(.intermediate))
-        _ = try await ca.rotateNow(.intermediate, taintOld: true, dryRun: false, reason: "exposure", actor: "admin")
-        let revoked = try await ca.revoke(second.id, reason: "confirmed", actor: "admin")
-        #expect(revoked.state == .revoked)
-        await #expect(throws: CAError(.notFound, reason: "")) { _ = try await ca.revoke("intermediate-none", reason: "x", actor: "admin") }
-    }
-
-    @Test("revoking a tainted root removes it from the bundle and increases the bundle sequence")
-    func revokeRootLeavesBundle() async throws {
-        let oldRoot = try #require(try await authorities().active(.root))
-        _ = try await ca.rotateNow(.root, taintOld: true, dryRun: false, reason: "exposure", actor: "admin")
-        let before = try await ca.snapshot().bundleSequence
-        _ = try await ca.revoke(oldRoot.id, reason: "confirmed", actor: "admin")
-        let after = try await ca.snapshot()
-        #expect(after.bundleSequence > before)
-        #expect(!after.authorities.bundleRoots(at: clock.now).contains { $0.id == oldRoot.id })
-    }
-
-    @Test("every break-glass verb is audited with its reason, refusals as failures")
-    func verbsAreAudited() async throws {
-        _ = try await ca.rotateNow(.intermediate, taintOld: true, dryRun: false, reason: "exposure drill", actor: "admin:uid=0")
-        let active = try #require(try await authorities().active(.intermediate))
-        _ = try? await ca.revoke(active.id, reason: "wrong one", actor: "admin:uid=0")
-        let records = try await store.auditRecords(AuditQuery())
-        let rotate = try #require(records.first { $0.event.action == .adminRotate })
-        #expect(rotate.event.reason?.contains("exposure drill") == true)
-        #expect(rotate.event.actor == "admin:uid=0")
-        #expect(records.contains { $0.event.action == .taint })
-        let refusal = try #require(records.first { $0.event.action == .adminRevoke })
-        #expect(refusal.event.outcome == .failure)
-        #expect(refusal.event.code == "conflict")
-        var verifier = AuditChainVerifier()
-        for record in records { #expect(verifier.check(record) == nil) }
-    }
-
-    @Test("a denial is audited with its code and no certificate reaches the inventory")
-    func denialAudited() async throws {
-        let other = try SPIFFEID(parsing: "spiffe://example.org/ns/default/sa/other")
-        let csr = try TestPKI.makeCSR(names: [.uri(other.description)]).csr
-        await #expect(throws: CAError(.identityMismatch, reason: "")) {
-            _ = try await ca.issue(IssuanceRequest(csr: csr, identity: Self.identity), requester: Requester(actor: "test"))
+    @Test("an upstream root cannot be rotated by Sigil")
+    func upstreamRootRefused() async throws {
+        let upstream = try TestPKI()
+        let other = CertificateAuthority(
+            store: InMemoryStore(), configuration: AuthorityConfiguration(trustDomain: TestPKI.trustDomain),
+            policy: IssuancePolicy(), clock: clock)
+        try await other.bootstrap(upstream: upstream.rootIdentity)
+        await expectCAError(.conflict) {
+            _ = try await other.rotateNow(.root, taintOld: false, dryRun: false, reason: "x", actor: Self.operatorID)
         }
-        let denial = try #require(try await store.auditRecords(AuditQuery(action: .deny)).first)
-        #expect(denial.event.code == "identity_mismatch")
-        #expect(try await store.liveCounts(at: clock.now).isEmpty)
+        let outcome = try await other.rotateNow(
+            .intermediate, taintOld: false, dryRun: false, reason: "x", actor: Self.operatorID)
+        #expect(outcome.activated.count == 1)
     }
 
-    @Test("issuance fails closed with audit_unavailable when the commit fails")
-    func failsClosed() async throws {
-        await store.failWrites(with: StorageError(.unavailable, reason: "disk full"))
-        await #expect(throws: CAError(.auditUnavailable, reason: "")) { _ = try await issue() }
-        await store.failWrites(with: nil)
-        #expect(try await issue().authorityID.hasPrefix("intermediate-"))
+    @Test("only a tainted authority that is not active can be revoked")
+    func revokeRules() async throws {
+        let root = try #require(try await authorities().active(.root))
+        let intermediate = try #require(try await authorities().active(.intermediate))
+        await expectCAError(.conflict) { try await ca.revoke(root.id, reason: "x", actor: Self.operatorID) }
+        await expectCAError(.conflict) { try await ca.revoke(intermediate.id, reason: "x", actor: Self.operatorID) }
+        await expectCAError(.notFound) {
+            try await ca.revoke("intermediate-ffffffffffffffff", reason: "x", actor: Self.operatorID)
+        }
+        #expect(
+            await store.auditLog.suffix(3).allSatisfy {
+                $0.event.action == .adminRevoke && $0.event.outcome == .failure
+            })
+
+        _ = try await ca.rotateNow(.intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
+        await expectCAError(.conflict) {
+            try await ca.revoke(intermediate.id, reason: "retired is not tainted", actor: Self.operatorID)
+        }
+    }
+
+    @Test("revoking a tainted root removes it from the bundle and moves the bundle sequence")
+    func revokeTaintedRoot() async throws {
+        let oldLeaf = try await issue()
+        let oldRoot = try #require(try await authorities().active(.root))
+        _ = try await ca.rotateNow(.root, taintOld: true, dryRun: false, reason: "compromise", actor: Self.operatorID)
+        let sequence = try await ca.snapshot().bundleSequence
+
+        let revoked = try await ca.revoke(oldRoot.id, reason: "compromise confirmed", actor: Self.operatorID)
+        #expect(revoked.state == .revoked)
+        #expect(try await ca.snapshot().bundleSequence == sequence + 1)
+        #expect(
+            try await authorities().bundleRoots(at: clock.now).map(\.id) == [
+                try #require(try await authorities().active(.root)).id
+            ])
+        #expect(try await verifies(oldLeaf) == false)
+        await expectCAError(.conflict) { try await ca.revoke(oldRoot.id, reason: "again", actor: Self.operatorID) }
+    }
+
+    @Test("the blast radius of a root counts the certificates of every intermediate under it")
+    func rootBlastRadius() async throws {
+        let root = try #require(try await authorities().active(.root))
+        try await issue(Self.web)
+        _ = try await ca.rotateNow(.intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
+        try await issue(Self.db)
+        let radius = try await ca.blastRadius(of: [root.id])
+        #expect(radius.liveCertificates == 2)
+        #expect(radius.identities == [Self.db.description, Self.web.description])
+        clock.advance(by: .seconds(3600))
+        #expect(try await ca.blastRadius(of: [root.id]).liveCertificates == 0, "expired certificates are not at risk")
     }
 }

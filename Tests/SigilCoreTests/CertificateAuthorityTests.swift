@@ -311,6 +311,22 @@ struct CertificateAuthorityTests {
         #expect(try await ca.snapshot().authorities.records == AuthoritySet(before).records)
     }
 
+    @Test("a second CA on the same store follows a rotation after reload")
+    func replicaFollowsAfterReload() async throws {
+        try await ca.bootstrap()
+        let replica = CertificateAuthority(
+            store: store, configuration: AuthorityConfiguration(trustDomain: TestPKI.trustDomain),
+            policy: IssuancePolicy(),
+            clock: clock)
+        #expect(try await replica.bootstrap() == false)
+        let before = try await replica.signingAuthority().record.id
+        try await ca.perform(.renew(reason: "test"), for: .intermediate)
+        #expect(try await replica.signingAuthority().record.id == before, "the snapshot is cached")
+        try await replica.reload()
+        #expect(try await replica.signingAuthority().record.id == (try await ca.signingAuthority().record.id))
+        #expect(try await replica.sign(Self.request()).authorityID != before)
+    }
+
     // MARK: Upstream CA
 
     @Test("an upstream CA becomes the active root and is never rotated by Sigil")

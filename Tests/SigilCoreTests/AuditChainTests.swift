@@ -1,0 +1,180 @@
+import Foundation
+import SigilCore
+import SigilTestSupport
+import Testing
+
+@Suite("Audit chain")
+struct AuditChainTests {
+    static let start = TestPKI.referenceDate
+
+    static func event(_ index: Int, action: AuditAction = .issue) -> AuditEvent {
+        AuditEvent(
+            time: start + .seconds(Int64(index)), actor: "spiffe://example.org/ns/default/sa/web", action: action,
+            subject: "spiffe://example.org/ns/default/sa/web", serial: String(format: "%032x", index),
+            requestID: "req-\(index)")
+    }
+
+    /// A chain of `count` records, linked from the genesis hash.
+    static func chain(_ count: Int) -> [AuditRecord] {
+        var records: [AuditRecord] = []
+        for index in 1...count {
+            records.append(
+                AuditRecord.chained(
+                    event(index), sequence: Int64(index), previousHash: records.last?.hash ?? AuditRecord.genesisHash))
+        }
+        return records
+    }
+
+    static func verify(_ records: [AuditRecord]) -> AuditVerification {
+        var verifier = AuditChainVerifier()
+        for record in records {
+            if let problem = verifier.check(record) { return problem }
+        }
+        return verifier.result
+    }
+
+    @Test("a chained record links to its predecessor and hashes its content")
+    func chaining() {
+        let records = Self.chain(3)
+        #expect(records[0].previousHash == AuditRecord.genesisHash)
+        #expect(records[1].previousHash == records[0].hash)
+        #expect(records[2].previousHash == records[1].hash)
+        #expect(Set(records.map(\.hash)).count == 3)
+        #expect(records.allSatisfy { $0.hash.count == 64 && $0.hash.allSatisfy(\.isHexDigit) })
+        #expect(
+            records[1].hash == AuditRecord.computeHash(records[1].event, sequence: 2, previousHash: records[0].hash))
+    }
+
+    @Test("the hash covers every field, the sequence and the link")
+    func hashCoversEverything() {
+        let base = Self.event(1)
+        let hash = AuditRecord.computeHash(base, sequence: 1, previousHash: AuditRecord.genesisHash)
+        var variants: [AuditEvent] = []
+        for change in [
+            { (event: inout AuditEvent) in event.time = event.time + .seconds(1) },
+            { $0.time = $0.time + .milliseconds(1) }, { $0.actor = "admin:0" }, { $0.action = .deny },
+            { $0.outcome = .failure }, { $0.code = "policy_denied" }, { $0.reason = "why" }, { $0.subject = nil },
+            { $0.serial = "00" }, { $0.authorityID = "intermediate-1" }, { $0.publicKeySHA256 = "ab" },
+            { $0.requestID = nil }, { $0.clientAddress = "192.0.2.1" }, { $0.tokenHMAC = "cd" },
+        ] as [(inout AuditEvent) -> Void] {
+            var event = base
+            change(&event)
+            variants.append(event)
+        }
+        for variant in variants {
+            #expect(
+                AuditRecord.computeHash(variant, sequence: 1, previousHash: AuditRecord.genesisHash) != hash,
+                "\(variant)")
+        }
+        #expect(AuditRecord.computeHash(base, sequence: 2, previousHash: AuditRecord.genesisHash) != hash)
+        #expect(AuditRecord.computeHash(base, sequence: 1, previousHash: String(repeating: "1", count: 64)) != hash)
+        // Below the chain's microsecond resolution, the time does not change the hash.
+        var sameMicrosecond = base
+        sameMicrosecond.time = base.time + .nanoseconds(100)
+        #expect(AuditRecord.computeHash(sameMicrosecond, sequence: 1, previousHash: AuditRecord.genesisHash) == hash)
+    }
+
+    @Test("an intact chain verifies, an empty one too")
+    func intactChain() {
+        let records = Self.chain(5)
+        #expect(Self.verify(records) == .valid(records: 5, lastHash: records[4].hash))
+        #expect(Self.verify([]) == .valid(records: 0, lastHash: AuditRecord.genesisHash))
+    }
+
+    @Test("an edited record is named")
+    func editedRecord() {
+        var records = Self.chain(5)
+        var event = records[2].event
+        event.subject = "spiffe://example.org/ns/default/sa/admin"
+        records[2] = AuditRecord(
+            sequence: 3, event: event, previousHash: records[2].previousHash, hash: records[2].hash)
+        guard case .broken(let sequence, let reason) = Self.verify(records) else {
+            Issue.record("an edited record must break the chain")
+            return
+        }
+        #expect(sequence == 3)
+        #expect(reason.contains("edited"))
+    }
+
+    @Test("an edited record with a recomputed hash breaks the next link")
+    func editedAndRehashed() {
+        var records = Self.chain(5)
+        var event = records[2].event
+        event.outcome = .failure
+        records[2] = AuditRecord.chained(event, sequence: 3, previousHash: records[2].previousHash)
+        guard case .broken(let sequence, let reason) = Self.verify(records) else {
+            Issue.record("the record after a rehashed edit must break the chain")
+            return
+        }
+        #expect(sequence == 4)
+        #expect(reason.contains("previous-hash"))
+    }
+
+    @Test(
+        "deleted, repeated and reordered records are named",
+        arguments: ["delete", "delete last-but-one", "repeat", "swap"])
+    func structuralDamage(_ damage: String) {
+        var records = Self.chain(5)
+        let expected: Int64
+        switch damage {
+        case "delete":
+            records.remove(at: 1)
+            expected = 3
+        case "delete last-but-one":
+            records.remove(at: 3)
+            expected = 5
+        case "repeat":
+            records.insert(records[1], at: 2)
+            expected = 2
+        default:
+            records.swapAt(1, 2)
+            expected = 3
+        }
+        guard case .broken(let sequence, _) = Self.verify(records) else {
+            Issue.record("\(damage) must break the chain")
+            return
+        }
+        #expect(sequence == expected)
+    }
+
+    @Test("a chain that does not start at the genesis hash is broken")
+    func missingGenesis() {
+        let records = Array(Self.chain(3).dropFirst())
+        guard case .broken(let sequence, _) = Self.verify(records) else {
+            Issue.record("a chain missing its first record must be broken")
+            return
+        }
+        #expect(sequence == 2)
+    }
+
+    @Test("a denial event carries the requester, the code and the reason")
+    func requesterDenial() {
+        let requester = Requester(
+            actor: "spiffe://example.org/ns/default/sa/web", requestID: "r1", clientAddress: "192.0.2.1",
+            tokenHMAC: "ff")
+        let event = requester.denial(
+            CAError(.identityMismatch, reason: "URI SAN differs"), subject: "spiffe://example.org/x", at: Self.start)
+        #expect(event.action == .deny)
+        #expect(event.outcome == .failure)
+        #expect(event.code == "identity_mismatch")
+        #expect(event.reason == "URI SAN differs")
+        #expect(event.subject == "spiffe://example.org/x")
+        #expect(event.actor == requester.actor && event.requestID == "r1" && event.clientAddress == "192.0.2.1")
+        #expect(event.tokenHMAC == "ff")
+        #expect(event.time == Self.start)
+    }
+
+    @Test("records render as one JSON line with RFC 3339 microsecond times")
+    func jsonLine() throws {
+        let record = Self.chain(1)[0]
+        let line = record.jsonLine
+        #expect(!line.contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["seq"] as? Int == 1)
+        #expect(object["time"] as? String == "2026-01-01T00:00:01.000000Z")
+        #expect(object["hash"] as? String == record.hash)
+        #expect(object["prev_hash"] as? String == AuditRecord.genesisHash)
+        #expect(object["code"] == nil, "absent fields are omitted")
+        #expect(AuditRecord.timestamp(Self.start + .milliseconds(1500)) == "2026-01-01T00:00:01.500000Z")
+    }
+}
