@@ -89,23 +89,28 @@ struct BreakGlassTests {
         #expect(try await verifies(oldLeaf), "the root did not change, so old leaves still chain")
     }
 
-    @Test("rotating the root brings a new intermediate under it and replaces both old authorities")
-    func rotateRoot() async throws {
+    @Test(
+        "rotating the root brings a new intermediate under it and retires or taints both old authorities",
+        arguments: [false, true])
+    func rotateRoot(_ taintOld: Bool) async throws {
         let oldLeaf = try await issue()
         let oldRoot = try #require(try await authorities().active(.root))
         let oldIntermediate = try #require(try await authorities().active(.intermediate))
         let sequence = try await ca.snapshot().bundleSequence
 
         let outcome = try await ca.rotateNow(
-            .root, taintOld: true, dryRun: false, reason: "root compromise", actor: Self.operatorID)
+            .root, taintOld: taintOld, dryRun: false, reason: "root compromise", actor: Self.operatorID)
         let set = try await authorities()
         let newRoot = try #require(set.active(.root))
         let newIntermediate = try #require(set.active(.intermediate))
         #expect(outcome.activated == [newRoot.id, newIntermediate.id])
         #expect(Set(outcome.replaced) == [oldRoot.id, oldIntermediate.id])
         #expect(newIntermediate.parentID == newRoot.id)
-        #expect(set.record(id: oldRoot.id)?.state == .tainted)
-        #expect(set.record(id: oldIntermediate.id)?.state == .tainted)
+        #expect(newIntermediate.certificate.isSigned(by: newRoot.certificate))
+        let oldState: AuthorityState = taintOld ? .tainted : .retired
+        #expect(set.record(id: oldRoot.id)?.state == oldState)
+        #expect(set.record(id: oldIntermediate.id)?.state == oldState)
+        #expect(Set(set.bundleRoots(at: clock.now).map(\.id)) == [oldRoot.id, newRoot.id])
         #expect(try await ca.snapshot().bundleSequence == sequence + 1, "the new root entered the bundle")
 
         let newLeaf = try await issue()
@@ -113,7 +118,7 @@ struct BreakGlassTests {
             try ChainVerifier.verify(
                 newLeaf.certificate, intermediates: newLeaf.chain, roots: [newRoot.certificate], at: clock.now)
                 == .valid)
-        #expect(try await verifies(oldLeaf), "a tainted root stays in the bundle until it is revoked")
+        #expect(try await verifies(oldLeaf), "the old root stays in the bundle until it is revoked")
     }
 
     @Test("an upstream root cannot be rotated by Sigil")
@@ -145,7 +150,8 @@ struct BreakGlassTests {
                 $0.event.action == .adminRevoke && $0.event.outcome == .failure
             })
 
-        _ = try await ca.rotateNow(.intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
+        _ = try await ca.rotateNow(
+            .intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
         await expectCAError(.conflict) {
             try await ca.revoke(intermediate.id, reason: "retired is not tainted", actor: Self.operatorID)
         }
@@ -173,12 +179,40 @@ struct BreakGlassTests {
     func rootBlastRadius() async throws {
         let root = try #require(try await authorities().active(.root))
         try await issue(Self.web)
-        _ = try await ca.rotateNow(.intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
+        _ = try await ca.rotateNow(
+            .intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
         try await issue(Self.db)
         let radius = try await ca.blastRadius(of: [root.id])
         #expect(radius.liveCertificates == 2)
         #expect(radius.identities == [Self.db.description, Self.web.description])
         clock.advance(by: .seconds(3600))
         #expect(try await ca.blastRadius(of: [root.id]).liveCertificates == 0, "expired certificates are not at risk")
+    }
+
+    @Test("every break-glass verb is audited with its reason, refusals as failures")
+    func verbsAreAudited() async throws {
+        _ = try await ca.rotateNow(
+            .intermediate, taintOld: true, dryRun: false, reason: "exposure drill", actor: "admin:uid=0")
+        let active = try #require(try await authorities().active(.intermediate))
+        _ = try? await ca.revoke(active.id, reason: "wrong one", actor: "admin:uid=0")
+        let records = try await store.auditRecords(AuditQuery())
+        let rotate = try #require(records.first { $0.event.action == .adminRotate })
+        #expect(rotate.event.reason?.contains("exposure drill") == true)
+        #expect(rotate.event.actor == "admin:uid=0")
+        #expect(records.contains { $0.event.action == .taint })
+        let refusal = try #require(records.first { $0.event.action == .adminRevoke })
+        #expect(refusal.event.outcome == .failure)
+        #expect(refusal.event.code == "conflict")
+        var verifier = AuditChainVerifier()
+        for record in records { #expect(verifier.check(record) == nil) }
+    }
+
+    @Test("issuance fails closed with audit_unavailable while the commit fails, and recovers after")
+    func failsClosed() async throws {
+        await store.failWrites(with: StorageError(.unavailable, reason: "disk full"))
+        await expectCAError(.auditUnavailable) { try await issue() }
+        #expect(try await store.liveCounts(at: clock.now).isEmpty)
+        await store.failWrites(with: nil)
+        #expect(try await issue().authorityID.hasPrefix("intermediate-"))
     }
 }
