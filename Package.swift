@@ -114,9 +114,19 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SigilCryptoTests", dependencies: ["SigilCrypto", "SigilTestSupport"]),
-        .testTarget(name: "SigilCoreTests", dependencies: ["SigilCore", "SigilCrypto", "SigilTestSupport"]),
+        .testTarget(
+            name: "SigilCoreTests",
+            dependencies: ["SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "JWTKit", package: "jwt-kit")],
+            exclude: ["Fixtures/README.md"]
+        ),
         .testTarget(name: "SigilAgentTests", dependencies: ["SigilAgent", "SigilCore"]),
-        .testTarget(name: "SigilStoreTests", dependencies: ["SigilStore", "SigilCore", "SigilTestSupport"]),
+        .testTarget(
+            name: "SigilStoreTests",
+            dependencies: [
+                "SigilStore", "SigilCore", "SigilTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

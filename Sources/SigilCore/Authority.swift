@@ -106,9 +106,13 @@ public struct SigningAuthority: Sendable {
     /// Intermediates from this authority up to (excluding) the root, leaf-side first.
     public let chain: [Certificate]
 
-    public init(record: AuthorityRecord, key: PrivateKey, chain: [Certificate]) {
+    /// The trust domain this authority signs for (leaves outside it are refused).
+    public let trustDomain: TrustDomain
+
+    public init(record: AuthorityRecord, key: PrivateKey, chain: [Certificate], trustDomain: TrustDomain) {
         self.record = record
         self.identity = SigningIdentity(certificate: record.certificate, key: key)
         self.chain = chain
+        self.trustDomain = trustDomain
     }
 }

@@ -73,7 +73,7 @@ public final class CertificateAuthority: Sendable {
             let cachedKey = state.withLock { $0?.signer?.record.id == active.id ? $0?.signer?.identity.key : nil }
             let key: PrivateKey
             if let cachedKey { key = cachedKey } else { key = try await store.authorityKey(id: active.id) }
-            signer = SigningAuthority(record: active, key: key, chain: authorities.chain(from: active))
+            signer = SigningAuthority(record: active, key: key, chain: authorities.chain(from: active), trustDomain: configuration.trustDomain)
         }
         let snapshot = Snapshot(
             authorities: authorities, signer: signer, bundleSequence: sequence,

@@ -48,9 +48,12 @@ public struct CertificateIssuer: Sendable {
 
     public init(policy: IssuancePolicy) { self.policy = policy }
 
-    /// Checks `request` against the policy for an issuer that expires at `issuerNotAfter`.
-    public func evaluate(_ request: IssuanceRequest, issuerNotAfter: Date, at now: Date) -> PolicyDecision {
+    /// Checks `request` against the policy for an issuer of `trustDomain` that expires at `issuerNotAfter`.
+    public func evaluate(_ request: IssuanceRequest, trustDomain: TrustDomain, issuerNotAfter: Date, at now: Date) -> PolicyDecision {
         let csr = request.csr
+        guard request.identity.trustDomain == trustDomain else {
+            return .denied(CAError(.identityMismatch, reason: "\(request.identity) is outside trust domain \(trustDomain)"))
+        }
         guard request.identity.isWorkload else {
             return .denied(CAError(.invalidSPIFFEID, reason: "a workload ID needs a path: \(request.identity)"))
         }
@@ -111,7 +114,7 @@ public struct CertificateIssuer: Sendable {
     public func issue(_ request: IssuanceRequest, by authority: SigningAuthority, at now: Date) throws -> IssuedCertificate {
         let issuer = authority.record.certificate
         let extra: [GeneralName]
-        switch evaluate(request, issuerNotAfter: issuer.notAfter, at: now) {
+        switch evaluate(request, trustDomain: authority.trustDomain, issuerNotAfter: issuer.notAfter, at: now) {
         case .denied(let error): throw error
         case .allowed(let names): extra = names
         }

@@ -26,8 +26,9 @@ extension Duration {
             default: return nil
             }
             let (product, overflow) = value.multipliedReportingOverflow(by: unit)
-            guard !overflow else { return nil }
-            total += product
+            let (sum, sumOverflow) = total.addingReportingOverflow(product)
+            guard !overflow, !sumOverflow else { return nil }
+            total = sum
             number = ""
         }
         guard number.isEmpty, !text.isEmpty else { return nil }

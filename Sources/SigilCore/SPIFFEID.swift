@@ -30,6 +30,11 @@ public struct SPIFFEID: Hashable, Sendable, CustomStringConvertible, Comparable 
 
     /// Builds an ID from a trust domain and path segments; each segment is validated.
     public init(trustDomain: TrustDomain, segments: [String]) throws {
+        // A "/" inside a segment would smuggle extra path segments into the ID (a namespace
+        // "prod/sa/admin/ns/x" must not become a different identity).
+        if segments.contains(where: { $0.contains("/") }) {
+            throw CAError(.invalidSPIFFEID, reason: "invalid SPIFFE ID: a path segment contains /")
+        }
         let path = segments.map { "/" + $0 }.joined()
         if let problem = Self.validatePath(path) {
             throw CAError(.invalidSPIFFEID, reason: "invalid SPIFFE ID: \(problem)")

@@ -206,6 +206,9 @@ public final class JWKSTokenVerifier: TokenVerifier {
         }
         let keySet = KeySet(collection: collection, types: types, fetchedAt: clock.now)
         keys.withLock { $0 = keySet }
+        // Any fetch counts against the refresh limit, so the first unknown kid does not fetch twice.
+        let fetchedAt = keySet.fetchedAt
+        refreshing.withLock { $0 = max($0 ?? fetchedAt, fetchedAt) }
         return keySet
     }
 }
@@ -250,7 +253,7 @@ public final class CachingTokenVerifier: TokenVerifier {
 }
 
 extension Data {
-    /// Decodes base64url with or without padding (RFC 7515 §2).
+    /// Decodes unpadded base64url (RFC 7515 §2: JWS parts carry no padding; padded input is refused).
     public init?(base64URL text: String) {
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         guard !base64.contains("=") else { return nil }

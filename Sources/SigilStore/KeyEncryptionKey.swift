@@ -50,8 +50,11 @@ public enum SecureFile {
     /// Writes `data` to `path` with mode 0600 atomically (temporary file, fsync, rename, fsync of the directory).
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
         let directory = (path as NSString).deletingLastPathComponent
-        let temporary = "\(directory.isEmpty ? "." : directory)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        // A fresh random name, created exclusively and never through a symlink: concurrent writers of one path
+        // cannot clobber each other's temporary file, and a planted link cannot redirect the write.
+        let suffix = hexString((try? SecureRandom.bytes(8)) ?? Array("\(getpid())".utf8))
+        let temporary = "\(directory.isEmpty ? "." : directory)/.\((path as NSString).lastPathComponent).tmp-\(suffix)"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw StorageError(.unavailable, reason: "cannot create \(temporary): \(errnoText())") }
         var ok = fchmod(fd, mode) == 0
         data.withUnsafeBytes { buffer in

@@ -49,10 +49,8 @@ public final class PostgresStore: SigilStoreBackend {
                 return try await client.withTransaction(logger: logger) { connection in
                     try await Self.appendBatch(items, connection: connection, logger: logger)
                 }
-            } catch let error as StorageError {
-                throw error
             } catch {
-                throw StorageError(.unavailable, reason: "PostgreSQL audit write failed: \(String(reflecting: error))")
+                throw Self.storageError(error, "PostgreSQL audit write failed")
             }
         }
         do {
@@ -451,14 +449,24 @@ public final class PostgresStore: SigilStoreBackend {
     private func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as StorageError {
-            throw error
-        } catch let error as CAError {
-            throw error
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" || error.serverInfo?[.sqlState] == "23503" {
-            throw StorageError(.conflict, reason: "PostgreSQL constraint: \(error.serverInfo?[.message] ?? "")")
         } catch {
-            throw StorageError(.unavailable, reason: "PostgreSQL: \(String(reflecting: error))")
+            throw Self.storageError(error, "PostgreSQL")
+        }
+    }
+
+    /// Maps a failure to the store's errors: what a transaction's closure threw is unwrapped first, constraint
+    /// violations (unique 23505, foreign key 23503, check 23514) are conflicts, everything else is unavailable.
+    static func storageError(_ error: any Error, _ context: String) -> any Error {
+        switch error {
+        case let error as PostgresTransactionError:
+            if let inner = error.closureError { return storageError(inner, context) }
+            return StorageError(.unavailable, reason: "\(context): \(String(reflecting: error))")
+        case is StorageError, is CAError:
+            return error
+        case let error as PSQLError where ["23505", "23503", "23514"].contains(error.serverInfo?[.sqlState] ?? ""):
+            return StorageError(.conflict, reason: "PostgreSQL constraint: \(error.serverInfo?[.message] ?? "")")
+        default:
+            return StorageError(.unavailable, reason: "\(context): \(String(reflecting: error))")
         }
     }
 }

@@ -17,7 +17,7 @@ struct LeakCheck {
         let root = try AuthorityFactory.makeRoot(configuration, state: .active, at: clock.now)
         let intermediate = try AuthorityFactory.makeIntermediate(
             configuration, parent: root.record, parentKey: root.key, state: .active, at: clock.now)
-        let signer = SigningAuthority(record: intermediate.record, key: intermediate.key, chain: [intermediate.record.certificate])
+        let signer = SigningAuthority(record: intermediate.record, key: intermediate.key, chain: [intermediate.record.certificate], trustDomain: configuration.trustDomain)
         let issuer = CertificateIssuer(policy: IssuancePolicy())
         let identity = try SPIFFEID(parsing: "spiffe://leak.test/ns/default/sa/web")
         var issued: [SerialNumber] = []

@@ -142,11 +142,7 @@ struct CertificateAuthorityTests {
     func foreignTrustDomain() async throws {
         try await ca.bootstrap()
         let foreign = try SPIFFEID(parsing: "spiffe://other.org/ns/default/sa/web")
-        await withKnownIssue(
-            "neither CertificateAuthority.sign nor CertificateIssuer checks the identity's trust domain"
-        ) {
-            _ = await #expect(throws: CAError.self) { try await ca.sign(Self.request(identity: foreign)) }
-        }
+        await #expect(throws: CAError(.identityMismatch, reason: "")) { try await ca.sign(Self.request(identity: foreign)) }
     }
 
     // MARK: Rotation steps

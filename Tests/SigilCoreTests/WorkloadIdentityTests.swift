@@ -39,10 +39,8 @@ struct WorkloadIdentityTests {
 
     @Test("a name containing a slash cannot impersonate a longer path")
     func slashInNameIsRefused() {
-        withKnownIssue("SPIFFEID(trustDomain:segments:) accepts a segment containing '/'") {
-            expectCAError(.invalidSPIFFEID) {
-                try WorkloadIdentity(namespace: "prod/sa/admin/ns/x", serviceAccount: "web").spiffeID(in: Self.domain)
-            }
+        expectCAError(.invalidSPIFFEID) {
+            try WorkloadIdentity(namespace: "prod/sa/admin/ns/x", serviceAccount: "web").spiffeID(in: Self.domain)
         }
     }
 }

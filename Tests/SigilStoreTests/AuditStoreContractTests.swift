@@ -98,12 +98,8 @@ struct AuditStoreContractTests {
             try await store.insertAuthority(pki.intermediate, key: pki.intermediateKey)
             _ = try await store.commitIssuance(row, event: Self.event(1, serial: row.serial.hex))
             let duplicate = try Self.inventoryRecord(pki, serial: row.serial)
-            await withKnownIssue("PostgresStore's group commit maps constraint violations to unavailable") {
-                await expectStorageError(.conflict) {
-                    try await store.commitIssuance(duplicate, event: Self.event(2, serial: row.serial.hex))
-                }
-            } when: {
-                factory.name == StoreFactory.postgres?.name
+            await expectStorageError(.conflict) {
+                try await store.commitIssuance(duplicate, event: Self.event(2, serial: row.serial.hex))
             }
             let read = try await store.auditRecords(AuditQuery())
             #expect(read.count == 1)

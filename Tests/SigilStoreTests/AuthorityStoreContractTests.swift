@@ -13,23 +13,12 @@ struct AuthorityStoreContractTests {
     /// `records` by id: stores order by creation time only, and a root and its first intermediate share one.
     static func byID(_ records: [AuthorityRecord]) -> [AuthorityRecord] { records.sorted { $0.id < $1.id } }
 
-    /// Expects a write that runs in a transaction to fail with `code`.
-    ///
-    /// Known issue on PostgreSQL: `PostgresStore.run` does not unwrap the `PostgresTransactionError` that
-    /// `withTransaction` wraps every failure in, so a constraint violation or a `StorageError` thrown inside a
-    /// transaction reaches the caller as `unavailable`.
+    /// Expects a write that runs in a transaction to fail with `code` (on every backend alike).
     static func expectTransactionError<R>(
         _ code: StorageError.Code, on factory: StoreFactory, sourceLocation: SourceLocation = #_sourceLocation,
         _ body: () async throws -> R
     ) async {
-        await withKnownIssue(
-            "PostgresStore.run maps errors wrapped in PostgresTransactionError to unavailable",
-            sourceLocation: sourceLocation
-        ) {
-            await expectStorageError(code, sourceLocation: sourceLocation, body)
-        } when: {
-            factory.name == StoreFactory.postgres?.name
-        }
+        await expectStorageError(code, sourceLocation: sourceLocation, body)
     }
 
     @Test("an empty store has no authorities, sequence 0 and no settings", arguments: StoreFactory.all)
