@@ -1,5 +1,6 @@
-"""Fixtures for the CLI integration tests: the real `sigil` binary, fresh data dirs, CSRs made with
-the `openssl` command, and the shared conformance checker."""
+"""Fixtures for the integration tests: the real `sigil` binary, fresh data dirs, CSRs made with the
+`openssl` command, the shared conformance checker; `sigil serve` processes, PostgreSQL databases and
+a throw-away PostgreSQL cluster."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from support import CHECK_SVID, REPO_ROOT, CSR, Result, Sigil, make_csr as _make_csr, run
+from support import (
+    CHECK_SVID,
+    CSR,
+    POSTGRES_ENV,
+    REPO_ROOT,
+    PostgresCluster,
+    PostgresDatabase,
+    Result,
+    Sigil,
+    SigilServer,
+    make_csr as _make_csr,
+    run,
+)
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +104,100 @@ def assert_conformant(check_svid):
         return result
 
     return check
+
+
+# --- `sigil serve` and its surroundings (test_server_*.py, test_audit_*.py) -------------------------
+
+
+class ServerPool:
+    """Starts `sigil serve` processes and stops every one of them (SIGTERM, wait, SIGKILL) at teardown."""
+
+    def __init__(self, binary: Path):
+        self.binary = binary
+        self.servers: list[SigilServer] = []
+
+    def __call__(self, data_dir: Path, *args, env: dict[str, str] | None = None, timeout: float = 60) -> SigilServer:
+        server = SigilServer(self.binary, data_dir, *args, env=env)
+        self.servers.append(server)
+        return server.start(timeout)
+
+    def stop_all(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+
+@pytest.fixture
+def start_server(sigil_bin: Path):
+    """start_server(data_dir, *serve_args) -> a running SigilServer, stopped after the test."""
+    pool = ServerPool(sigil_bin)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_servers(sigil_bin: Path):
+    """Like start_server, for servers shared by one test module."""
+    pool = ServerPool(sigil_bin)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """$SIGIL_TEST_POSTGRES_URL (set by scripts/test); tests needing PostgreSQL skip without it."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set (scripts/test starts a throw-away PostgreSQL and sets it)")
+    if shutil.which("psql") is None:
+        pytest.skip("the PostgreSQL tests need the `psql` command")
+    return url
+
+
+class DatabasePool:
+    def __init__(self, server_url: str):
+        self.server_url = server_url
+        self.databases: list[PostgresDatabase] = []
+
+    def __call__(self) -> PostgresDatabase:
+        database = PostgresDatabase(self.server_url)
+        self.databases.append(database)
+        return database
+
+    def clone(self, database: PostgresDatabase) -> PostgresDatabase:
+        copy = database.clone()
+        self.databases.append(copy)
+        return copy
+
+    def drop_all(self) -> None:
+        for database in self.databases:
+            database.drop()
+
+
+@pytest.fixture
+def postgres_database(postgres_server_url: str):
+    """postgres_database() -> a fresh PostgresDatabase on the test server, dropped after the test."""
+    pool = DatabasePool(postgres_server_url)
+    yield pool
+    pool.drop_all()
+
+
+@pytest.fixture(scope="module")
+def module_postgres_database(postgres_server_url: str):
+    pool = DatabasePool(postgres_server_url)
+    yield pool
+    pool.drop_all()
+
+
+@pytest.fixture
+def postgres_cluster():
+    """A throw-away PostgreSQL cluster of this test's own (started), destroyed after the test."""
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql)")
+    if shutil.which("runuser") is None and os.geteuid() == 0:
+        pytest.skip("running as root without `runuser` to start PostgreSQL as `postgres`")
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
