@@ -33,6 +33,12 @@ final class SigilAPI: Sendable {
         self.logger = logger
     }
 
+    /// Every public route and its method, so a known path with another method gets 405, not 404.
+    static let routes: [String: String] = [
+        "/v1/certificates": "POST", "/v1/bundle": "GET", "/v1/bundle.pem": "GET", "/v1/authorities": "GET", "/v1/crl": "GET",
+        "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
+    ]
+
     func addRoutes(to router: Router<SigilRequestContext>) {
         router.add(middleware: ProblemMiddleware(metrics: metrics, logger: logger))
         router.post("/v1/certificates") { request, context in try await self.issue(request, context: context) }
@@ -321,13 +327,16 @@ struct ProblemMiddleware: RouterMiddleware {
         } catch let error as HTTPError {
             let code: CAError.Code
             switch error.status {
+            case .notFound where SigilAPI.routes[request.uri.path] != nil: code = .methodNotAllowed
             case .notFound: code = .notFound
             case .methodNotAllowed: code = .methodNotAllowed
             case .contentTooLarge: code = .payloadTooLarge
             case .unsupportedMediaType: code = .unsupportedMediaType
             default: code = error.status.code < 500 ? .badRequest : .internalError
             }
-            response = CAError(code, reason: "\(error)").response(requestID: context.id)
+            var problem = CAError(code, reason: "\(error)").response(requestID: context.id)
+            if code == .methodNotAllowed, let allowed = SigilAPI.routes[request.uri.path] { problem.headers[.allow] = allowed }
+            response = problem
         } catch {
             logger.error("unexpected error", metadata: [LogKey.reason: "\(error)", LogKey.requestID: "\(context.id)"])
             response = CAError(.internalError, reason: "\(error)").response(requestID: context.id)

@@ -50,8 +50,8 @@ final class GroupCommit: Sendable {
             do {
                 let records = try await commit(batch.map(\.item))
                 for (waiting, record) in zip(batch, records) { waiting.continuation.resume(returning: record) }
-            } catch {
-                // One bad item must not fail its neighbours: retry the batch one by one.
+            } catch let error as StorageError where error.code == .conflict && batch.count > 1 {
+                // One bad item (a duplicate serial) must not fail its neighbours: retry the batch one by one.
                 for waiting in batch {
                     do {
                         let records = try await commit([waiting.item])
@@ -60,6 +60,9 @@ final class GroupCommit: Sendable {
                         waiting.continuation.resume(throwing: error)
                     }
                 }
+            } catch {
+                // The store is unavailable: everyone waiting fails now, nobody waits for a second attempt.
+                for waiting in batch { waiting.continuation.resume(throwing: error) }
             }
         }
     }

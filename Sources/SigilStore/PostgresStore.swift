@@ -4,6 +4,7 @@ import NIOCore
 import PostgresNIO
 import SigilCore
 import SigilCrypto
+import Synchronization
 
 /// The store on PostgreSQL, for several replicas sharing one state. Audit appends take a transaction-level
 /// advisory lock, so all replicas extend one linear chain.
@@ -32,9 +33,10 @@ public final class PostgresStore: SigilStoreBackend {
         case "require", "verify-full": tls = .require(.makeClientConfiguration())
         default: tls = .prefer(.makeClientConfiguration())
         }
-        let configuration = PostgresClient.Configuration(
+        var configuration = PostgresClient.Configuration(
             host: host, port: components.port ?? 5432, username: user, password: components.password,
             database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.connectTimeout = .seconds(3)
         // Failures reach callers as query errors; the background logger only adds noise at start-up.
         var background = logger
         background.logLevel = .error
@@ -46,8 +48,10 @@ public final class PostgresStore: SigilStoreBackend {
         let logger = logger
         commits = GroupCommit { items in
             do {
-                return try await client.withTransaction(logger: logger) { connection in
-                    try await Self.appendBatch(items, connection: connection, logger: logger)
+                return try await Self.withDeadline(Self.operationTimeout) {
+                    try await client.withTransaction(logger: logger) { connection in
+                        try await Self.appendBatch(items, connection: connection, logger: logger)
+                    }
                 }
             } catch {
                 throw Self.storageError(error, "PostgreSQL audit write failed")
@@ -446,11 +450,34 @@ public final class PostgresStore: SigilStoreBackend {
 
     // MARK: Access
 
-    private func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+    /// Runs a store operation with a deadline: a server that is down or unreachable must give a prompt
+    /// `unavailable` (and so `audit_unavailable` / unready), never a request that hangs while the pool retries.
+    private func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         do {
-            return try await body()
+            return try await Self.withDeadline(Self.operationTimeout, body)
         } catch {
             throw Self.storageError(error, "PostgreSQL")
+        }
+    }
+
+    static let operationTimeout: Duration = .seconds(5)
+
+    /// Returns `body`'s result, or throws `unavailable` once `timeout` passes. A task group would wait for the
+    /// body to notice cancellation (postgres-nio's pool may not for a minute), so the body runs unstructured and
+    /// is cancelled and abandoned on timeout.
+    static func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let outcome = DeadlineOutcome<T>()
+        return try await withCheckedThrowingContinuation { continuation in
+            outcome.install(continuation)
+            let work = Task {
+                do { outcome.finish(.success(try await body())) } catch { outcome.finish(.failure(error)) }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if outcome.finish(.failure(StorageError(.unavailable, reason: "PostgreSQL did not answer within \(timeout)"))) {
+                    work.cancel()
+                }
+            }
         }
     }
 
@@ -468,5 +495,24 @@ public final class PostgresStore: SigilStoreBackend {
         default:
             return StorageError(.unavailable, reason: "\(context): \(String(reflecting: error))")
         }
+    }
+}
+
+/// The first of a result and a timeout wins; the loser is ignored.
+final class DeadlineOutcome<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, done: Bool)>((nil, false))
+
+    func install(_ continuation: CheckedContinuation<T, any Error>) { state.withLock { $0.continuation = continuation } }
+
+    /// Resumes the waiter with `result` if nothing did before; returns whether this call did.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            guard !state.done else { return nil }
+            state.done = true
+            return state.continuation
+        }
+        continuation?.resume(with: result)
+        return continuation != nil
     }
 }

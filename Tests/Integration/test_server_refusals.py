@@ -198,10 +198,6 @@ def test_unknown_route_is_not_found(server, path):
     assert_problem(server.get(path), 404, "not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a known route with the wrong method answers 404 not_found, not 405 method_not_allowed",
-)
 @pytest.mark.parametrize("method, path", [("DELETE", "/v1/bundle"), ("GET", "/v1/certificates"), ("PUT", "/v1/certificates")])
 def test_wrong_method_is_method_not_allowed(server, method, path):
     assert_problem(server.request(method, path), 405, "method_not_allowed")
