@@ -87,32 +87,46 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     static func canonicalEncoding(_ event: AuditEvent, sequence: Int64, previousHash: String) -> [UInt8] {
-        let fields: [String: Any] = [
-            "seq": sequence, "prev": previousHash, "time_us": event.time.microsecondsSince1970, "actor": event.actor,
-            "action": event.action.rawValue, "outcome": event.outcome.rawValue, "code": event.code ?? NSNull(),
-            "reason": event.reason ?? NSNull(), "subject": event.subject ?? NSNull(), "serial": event.serial ?? NSNull(),
-            "authority": event.authorityID ?? NSNull(), "key_sha256": event.publicKeySHA256 ?? NSNull(),
-            "request_id": event.requestID ?? NSNull(), "client": event.clientAddress ?? NSNull(), "token_hmac": event.tokenHMAC ?? NSNull(),
-        ]
-        // Sorted keys and no whitespace: the same record always encodes to the same bytes.
-        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        return Array(data)
+        // Keys in sorted order, no whitespace, nulls written: the same record always encodes to the same bytes.
+        var writer = JSONObjectWriter()
+        writer.field("action", event.action.rawValue)
+        writer.field("actor", event.actor)
+        writer.field("authority", event.authorityID)
+        writer.field("client", event.clientAddress)
+        writer.field("code", event.code)
+        writer.field("key_sha256", event.publicKeySHA256)
+        writer.field("outcome", event.outcome.rawValue)
+        writer.field("prev", previousHash)
+        writer.field("reason", event.reason)
+        writer.field("request_id", event.requestID)
+        writer.field("seq", sequence)
+        writer.field("serial", event.serial)
+        writer.field("subject", event.subject)
+        writer.field("time_us", event.time.microsecondsSince1970)
+        writer.field("token_hmac", event.tokenHMAC)
+        return writer.finish()
     }
 
-    /// The record as one JSON line (for `sigil audit export` and the streaming sink).
+    /// The record as one JSON line (for `sigil audit export` and the streaming sink); absent fields are omitted.
     public var jsonLine: String {
-        var fields: [String: Any] = [
-            "seq": sequence, "prev_hash": previousHash, "hash": hash, "time": AuditRecord.timestamp(event.time), "actor": event.actor,
-            "action": event.action.rawValue, "outcome": event.outcome.rawValue,
-        ]
-        let optional: [(String, String?)] = [
-            ("code", event.code), ("reason", event.reason), ("subject", event.subject), ("serial", event.serial),
-            ("authority_id", event.authorityID), ("public_key_sha256", event.publicKeySHA256), ("request_id", event.requestID),
-            ("client_address", event.clientAddress), ("token_hmac", event.tokenHMAC),
-        ]
-        for (key, value) in optional { if let value { fields[key] = value } }
-        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
+        var writer = JSONObjectWriter(writeNulls: false)
+        writer.field("action", event.action.rawValue)
+        writer.field("actor", event.actor)
+        writer.field("authority_id", event.authorityID)
+        writer.field("client_address", event.clientAddress)
+        writer.field("code", event.code)
+        writer.field("hash", hash)
+        writer.field("outcome", event.outcome.rawValue)
+        writer.field("prev_hash", previousHash)
+        writer.field("public_key_sha256", event.publicKeySHA256)
+        writer.field("reason", event.reason)
+        writer.field("request_id", event.requestID)
+        writer.field("seq", sequence)
+        writer.field("serial", event.serial)
+        writer.field("subject", event.subject)
+        writer.field("time", AuditRecord.timestamp(event.time))
+        writer.field("token_hmac", event.tokenHMAC)
+        return String(decoding: writer.finish(), as: UTF8.self)
     }
 
     /// RFC 3339 UTC with microseconds.
@@ -232,5 +246,63 @@ public struct Requester: Sendable, Equatable {
         event.reason = error.reason
         event.subject = subject
         return event
+    }
+}
+
+/// Writes one JSON object field by field with RFC 8259 string escaping. Callers add keys in the order they
+/// want them; the audit chain's canonical encoding adds them sorted. Far cheaper than JSONSerialization, whose
+/// key sorting through AnyHashable was the largest single cost of an issuance.
+struct JSONObjectWriter {
+    private var bytes: [UInt8] = [UInt8(ascii: "{")]
+    private var first = true
+    private let writeNulls: Bool
+
+    init(writeNulls: Bool = true) {
+        self.writeNulls = writeNulls
+        bytes.reserveCapacity(512)
+    }
+
+    mutating func field(_ name: String, _ value: String?) {
+        guard let value else {
+            if writeNulls {
+                key(name)
+                bytes.append(contentsOf: "null".utf8)
+            }
+            return
+        }
+        key(name)
+        string(value)
+    }
+
+    mutating func field(_ name: String, _ value: Int64) {
+        key(name)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    func finish() -> [UInt8] { bytes + [UInt8(ascii: "}")] }
+
+    private mutating func key(_ name: String) {
+        if !first { bytes.append(UInt8(ascii: ",")) }
+        first = false
+        string(name)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    private mutating func string(_ value: String) {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        bytes.append(quote)
+        for byte in value.utf8 {
+            switch byte {
+            case quote, backslash: bytes.append(contentsOf: [backslash, byte])
+            case 0..<0x20:
+                bytes.append(contentsOf: "\\u00".utf8)
+                bytes.append(Self.hexDigits[Int(byte >> 4)])
+                bytes.append(Self.hexDigits[Int(byte & 0xf)])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(quote)
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import SigilCore
+@testable import SigilCore
 import SigilTestSupport
 import Testing
 
@@ -176,5 +176,22 @@ struct AuditChainTests {
         #expect(object["prev_hash"] as? String == AuditRecord.genesisHash)
         #expect(object["code"] == nil, "absent fields are omitted")
         #expect(AuditRecord.timestamp(Self.start + .milliseconds(1500)) == "2026-01-01T00:00:01.500000Z")
+    }
+
+    @Test("reasons with quotes, backslashes, newlines and control characters survive as valid JSON")
+    func hostileTextStaysValidJSON() throws {
+        let reason = "say \"hi\"\\ \n\t\u{01} ünïcødé 🔐 </script>"
+        let event = AuditEvent(time: Self.start, actor: "admin:uid=0", action: .adminRotate, reason: reason)
+        let record = AuditRecord.chained(event, sequence: 1, previousHash: AuditRecord.genesisHash)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(record.jsonLine.utf8)) as? [String: Any])
+        #expect(object["reason"] as? String == reason)
+        let canonical = AuditRecord.canonicalEncoding(event, sequence: 1, previousHash: AuditRecord.genesisHash)
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(canonical)) as? [String: Any])
+        #expect(parsed["reason"] as? String == reason)
+        #expect(parsed["code"] is NSNull, "the canonical form writes absent fields as null")
+        // A different reason must give a different hash.
+        var edited = event
+        edited.reason = reason + " "
+        #expect(AuditRecord.computeHash(edited, sequence: 1, previousHash: AuditRecord.genesisHash) != record.hash)
     }
 }
