@@ -38,14 +38,17 @@ public final class AgentService: Service, Sendable {
         var attempt = 0
         while true {
             do {
-                _ = try await renew()
+                // With --once no single attempt may run past the deadline.
+                let left = configuration.once ? giveUp.timeIntervalSince(clock.now) : 15
+                _ = try await renew(timeout: .milliseconds(Int64(max(min(left, 15), 0.1) * 1000)))
                 return
             } catch {
                 let now = clock.now
                 if configuration.once && now >= giveUp {
                     throw AgentError("unavailable", "no certificate after \(configuration.onceTimeout.humanReadable): \(error)")
                 }
-                let delay = random.with { configuration.schedule.backoff(attempt: attempt, now: now, deadline: nil, using: &$0) }
+                var delay = random.with { configuration.schedule.backoff(attempt: attempt, now: now, deadline: nil, using: &$0) }
+                if configuration.once { delay = min(delay, .milliseconds(Int64(max(giveUp.timeIntervalSince(now), 0) * 1000))) }
                 logger.warning("obtaining the first certificate failed; retrying", metadata: ["sigil.reason": "\(error)", "sigil.retry_in": "\(delay)"])
                 attempt += 1
                 try await clock.sleep(until: now + delay)
@@ -136,14 +139,14 @@ public final class AgentService: Service, Sendable {
 
     /// Generates a key, requests a certificate with the current token, writes all three files.
     @discardableResult
-    func renew() async throws -> Held {
+    func renew(timeout: Duration = .seconds(15)) async throws -> Held {
         guard let tokenData = FileManager.default.contents(atPath: configuration.tokenFile) else {
             throw AgentError("token_unreadable", "cannot read token file \(configuration.tokenFile)")
         }
         let token = String(decoding: tokenData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         let key = try PrivateKey.generate(configuration.keyAlgorithm)
         let csr = try CertificateSigningRequest.create(key: key, subjectAlternativeNames: [])
-        let issued = try await client.requestCertificate(csrPEM: try csr.pem, token: token)
+        let issued = try await client.requestCertificate(csrPEM: try csr.pem, token: token, timeout: timeout)
         let chain = try issued.chain.flatMap { try Certificate.parseChain(pem: $0) }
         guard let leaf = chain.first, leaf.publicKey.der == (try key.publicKey().der) else {
             throw AgentError("bad_response", "issued certificate does not carry this agent's key")

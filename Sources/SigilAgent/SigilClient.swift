@@ -66,7 +66,9 @@ final class SigilClient: Sendable {
         } catch {
             throw AgentError("configuration_invalid", "trust bundle is not PEM certificates")
         }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(3), read: .seconds(15))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let previous = current.withLock { state -> HTTPClient? in
             defer { state = (client, trust) }
             return state?.client
@@ -75,13 +77,14 @@ final class SigilClient: Sendable {
         return client
     }
 
-    func requestCertificate(csrPEM: String, token: String) async throws -> Issued {
+    /// - Parameter timeout: the longest this request may take (the agent's `--once` deadline caps it).
+    func requestCertificate(csrPEM: String, token: String, timeout: Duration = .seconds(15)) async throws -> Issued {
         var request = HTTPClientRequest(url: configuration.serverURL + "/v1/certificates")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(["csr": csrPEM])))
-        let (status, data) = try await send(request)
+        let (status, data) = try await send(request, timeout: timeout)
         guard status == 201 else { throw problem(status, data) }
         do {
             return try JSONDecoder().decode(Issued.self, from: data)
@@ -111,14 +114,14 @@ final class SigilClient: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    private func send(_ request: HTTPClientRequest) async throws -> (Int, Data) {
-        let response = try await execute(request)
+    private func send(_ request: HTTPClientRequest, timeout: Duration = .seconds(15)) async throws -> (Int, Data) {
+        let response = try await execute(request, timeout: timeout)
         return (Int(response.status.code), Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024)))
     }
 
-    private func execute(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
+    private func execute(_ request: HTTPClientRequest, timeout: Duration = .seconds(15)) async throws -> HTTPClientResponse {
         do {
-            return try await client().execute(request, timeout: .seconds(15))
+            return try await client().execute(request, timeout: .nanoseconds(Int64(max(timeout, .milliseconds(100)).timeInterval * 1e9)))
         } catch let error as AgentError {
             throw error
         } catch {

@@ -39,8 +39,12 @@ public final class ServerIdentity: Sendable {
         let certificate = try CertificateSigner.sign(template, subjectKey: .key(key), issuer: signer.identity)
         let chain = try ([certificate] + signer.chain).map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
         let sslKey = try NIOSSLPrivateKey(bytes: Array(try key.pkcs8PEM().utf8), format: .pem)
-        let lifetime = notAfter.timeIntervalSince(notBefore)
-        let renewed = Current(chain: chain, key: sslKey, certificate: certificate, renewAt: notBefore.addingTimeInterval(lifetime / 2))
+        // Renew halfway through what is left from now (not from the backdated notBefore), and never sooner than
+        // a second from now: a certificate capped by a nearly expired intermediate must not be re-issued in a
+        // loop; the intermediate's rotation brings the next long-lived one.
+        let remaining = notAfter.timeIntervalSince(now)
+        let renewAt = now.addingTimeInterval(max(remaining / 2, 1))
+        let renewed = Current(chain: chain, key: sslKey, certificate: certificate, renewAt: renewAt)
         current.withLock { $0 = renewed }
     }
 

@@ -87,12 +87,6 @@ def test_once_against_a_closed_port_fails_with_one_clear_line(rig: Rig, server):
     assert not rig.path("out").exists() or not any(rig.path("out").iterdir()), "files were written without a certificate"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent --once --timeout 2s against a refused port exits after ~10 s: one HTTP attempt waits for "
-    "AsyncHTTPClient's 10 s connect timeout (it retries refused connections) and SigilClient.execute does not "
-    "bound it by --timeout",
-)
 def test_once_against_a_closed_port_gives_up_within_its_timeout(rig: Rig, server):
     token = rig.token(server.data_dir, "web")
     with closed_port() as sock:

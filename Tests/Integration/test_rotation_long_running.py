@@ -162,12 +162,6 @@ def test_the_servers_tls_certificate_always_verifies(long_run: Run):
     assert not long_run.tls.errors, f"{len(long_run.tls.errors)} TLS handshakes failed, first: {long_run.tls.errors[:3]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RotationService re-issues the server's TLS certificate in a busy loop (hundreds per second) once the "
-    "active intermediate has less than 30 s left: ServerIdentity.renew backdates notBefore 30 s and caps notAfter "
-    "at the signer's, so renewAt (the midpoint) is already past and step() returns next = renewAt at once",
-)
 def test_the_server_does_not_churn_its_tls_certificate(long_run: Run):
     # An activation legitimately changes the server's certificate; a handful of renewals near the end of
     # an intermediate's life may be tolerable; dozens within seconds are not.
