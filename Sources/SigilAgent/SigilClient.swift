@@ -20,16 +20,6 @@ public struct AgentError: Error, CustomStringConvertible, Sendable {
 /// The agent's HTTPS client. It trusts the out-of-band `--ca-bundle` plus the bundle last received from the
 /// server, and rebuilds its TLS configuration when that bundle changes (so a root rotation does not cut it off).
 final class SigilClient: Sendable {
-    struct Issued: Decodable {
-        let spiffe_id: String
-        let serial: String
-        let not_before: String
-        let not_after: String
-        let renew_after: String
-        let chain: [String]
-        let trust_bundle: [String]
-    }
-
     struct Authorities: Decodable {
         struct Authority: Decodable {
             let id: String
@@ -78,7 +68,7 @@ final class SigilClient: Sendable {
     }
 
     /// - Parameter timeout: the longest this request may take (the agent's `--once` deadline caps it).
-    func requestCertificate(csrPEM: String, token: String, timeout: Duration = .seconds(15)) async throws -> Issued {
+    func requestCertificate(csrPEM: String, token: String, timeout: Duration = .seconds(15)) async throws -> IssuanceResponse {
         var request = HTTPClientRequest(url: configuration.serverURL + "/v1/certificates")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -87,7 +77,7 @@ final class SigilClient: Sendable {
         let (status, data) = try await send(request, timeout: timeout)
         guard status == 201 else { throw problem(status, data) }
         do {
-            return try JSONDecoder().decode(Issued.self, from: data)
+            return try JSONDecoder().decode(IssuanceResponse.self, from: data)
         } catch {
             throw AgentError("bad_response", "issuance response does not decode")
         }

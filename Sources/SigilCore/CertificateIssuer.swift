@@ -142,3 +142,34 @@ public struct CertificateIssuer: Sendable {
             renewAfter: certificate.notBefore.addingTimeInterval(lifetime / 2), publicKey: key)
     }
 }
+
+/// The body of a successful `POST /v1/certificates` (DESIGN.md, "HTTP API"): written by the server and by
+/// `sigil issue --json`, read by the agent. Times are RFC 3339 UTC with whole seconds.
+public struct IssuanceResponse: Codable, Sendable, Equatable {
+    public let spiffe_id: String
+    public let serial: String
+    public let not_before: String
+    public let not_after: String
+    public let renew_after: String
+    /// PEM certificates, leaf first, then intermediates.
+    public let chain: [String]
+    /// PEM roots.
+    public let trust_bundle: [String]
+
+    public init(_ issued: IssuedCertificate, trustBundle: [String]) {
+        spiffe_id = issued.spiffeID.description
+        serial = issued.serial.hex
+        not_before = Self.timestamp(issued.notBefore)
+        not_after = Self.timestamp(issued.notAfter)
+        renew_after = Self.timestamp(issued.renewAfter)
+        chain = issued.chainPEM
+        trust_bundle = trustBundle
+    }
+
+    /// RFC 3339 UTC, whole seconds (`2026-11-25T14:49:56Z`).
+    public static func timestamp(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+}

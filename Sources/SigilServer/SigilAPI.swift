@@ -58,16 +58,6 @@ final class SigilAPI: Sendable {
         let ttl_seconds: Int?
     }
 
-    struct IssuanceResponse: Encodable {
-        let spiffe_id: String
-        let serial: String
-        let not_before: String
-        let not_after: String
-        let renew_after: String
-        let chain: [String]
-        let trust_bundle: [String]
-    }
-
     func issue(_ request: Request, context: SigilRequestContext) async throws -> Response {
         let started = ContinuousClock.now
         var requester = Requester(
@@ -100,12 +90,7 @@ final class SigilAPI: Sendable {
                 "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
             metrics.issued.increment()
             metrics.issuanceDuration.record(ContinuousClock.now - started)
-            return try Self.json(
-                IssuanceResponse(
-                    spiffe_id: issued.spiffeID.description, serial: issued.serial.hex, not_before: Self.rfc3339(issued.notBefore),
-                    not_after: Self.rfc3339(issued.notAfter), renew_after: Self.rfc3339(issued.renewAfter), chain: issued.chainPEM,
-                    trust_bundle: roots),
-                status: .created)
+            return try Self.json(IssuanceResponse(issued, trustBundle: roots), status: .created)
         } catch let refusal as CAError {
             var error = refusal
             // The authority audits its own decisions; refusals before it are audited here. No audit, no answer.
@@ -288,10 +273,7 @@ final class SigilAPI: Sendable {
             body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder.sorted.encode(value))))
     }
 
-    static func rfc3339(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
-            .replacingOccurrences(of: "+0000", with: "Z")
-    }
+    static func rfc3339(_ date: Date) -> String { IssuanceResponse.timestamp(date) }
 }
 
 extension JSONEncoder {

@@ -20,7 +20,9 @@ struct AuditFilterOptions: ParsableArguments {
     var action: String?
     @Option(help: "Only success or failure.") var outcome: String?
 
-    func query(afterSequence: Int64 = 0, limit: Int = 10_000) throws -> AuditQuery {
+    static let pageSize = 5000
+
+    func query(afterSequence: Int64 = 0, limit: Int = AuditFilterOptions.pageSize) throws -> AuditQuery {
         func date(_ text: String?, _ flag: String) throws -> Date? {
             guard let text else { return nil }
             let formatter = ISO8601DateFormatter()
@@ -49,6 +51,23 @@ func openAuditStore(_ options: DataDirectoryOption) async throws -> any SigilSto
     try await DataDirectory(path: options.dataDir).openStore(options.storeLocation, create: false, logger: Logger(label: "sigil"))
 }
 
+/// Calls `body` with every record matching `query` after `afterSequence`, in order, a page at a time;
+/// returns the last sequence seen (or `afterSequence`).
+@discardableResult
+func forEachAuditRecord(
+    _ store: any SigilStoreBackend, after afterSequence: Int64 = 0, _ query: (Int64) throws -> AuditQuery,
+    _ body: (AuditRecord) throws -> Void
+) async throws -> Int64 {
+    var after = afterSequence
+    while true {
+        let page = try await store.auditRecords(try query(after))
+        for record in page { try body(record) }
+        guard let last = page.last else { return after }
+        after = last.sequence
+        if page.count < AuditFilterOptions.pageSize { return after }
+    }
+}
+
 struct AuditListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List audit records (newest last).")
     @OptionGroup var data: DataDirectoryOption
@@ -59,14 +78,11 @@ struct AuditListCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try await openAuditStore(data)
         var records: [AuditRecord] = []
-        var after: Int64 = 0
-        while true {
-            let page = try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000))
-            records.append(contentsOf: page)
-            if records.count > limit { records.removeFirst(records.count - limit) }
-            guard let last = page.last, page.count == 5000 else { break }
-            after = last.sequence
+        try await forEachAuditRecord(store, { try filter.query(afterSequence: $0) }) { record in
+            records.append(record)
+            if records.count >= 2 * max(limit, 1) { records.removeFirst(records.count - limit) }
         }
+        records = Array(records.suffix(max(limit, 0)))
         if json {
             for record in records { print(record.jsonLine) }
             return
@@ -90,16 +106,10 @@ struct AuditVerifyCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try await openAuditStore(data)
         var verifier = AuditChainVerifier()
-        var after: Int64 = 0
-        while true {
-            let page = try await store.auditRecords(AuditQuery(afterSequence: after, limit: 5000))
-            for record in page {
-                if case .broken(let sequence, let reason) = verifier.check(record) {
-                    throw CLIError("audit_chain_broken", "record \(sequence): \(reason)")
-                }
+        try await forEachAuditRecord(store, { AuditQuery(afterSequence: $0, limit: AuditFilterOptions.pageSize) }) { record in
+            if case .broken(let sequence, let reason) = verifier.check(record) {
+                throw CLIError("audit_chain_broken", "record \(sequence): \(reason)")
             }
-            guard let last = page.last, page.count == 5000 else { break }
-            after = last.sequence
         }
         if case .valid(let count, let hash) = verifier.result {
             print("audit chain OK: \(count) records, head \(hash)")
@@ -114,13 +124,7 @@ struct AuditExportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await openAuditStore(data)
-        var after: Int64 = 0
-        while true {
-            let page = try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000))
-            for record in page { print(record.jsonLine) }
-            guard let last = page.last, page.count == 5000 else { break }
-            after = last.sequence
-        }
+        try await forEachAuditRecord(store, { try filter.query(afterSequence: $0) }) { print($0.jsonLine) }
     }
 }
 
@@ -135,15 +139,11 @@ struct AuditTailCommand: AsyncParsableCommand {
         let store = try await openAuditStore(data)
         let clock = SystemClock()
         var existing: [AuditRecord] = []
-        var after: Int64 = 0
-        while true {
-            let page = try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000))
-            existing.append(contentsOf: page.suffix(lines))
-            if existing.count > lines { existing.removeFirst(existing.count - lines) }
-            guard let last = page.last else { break }
-            after = last.sequence
-            if page.count < 5000 { break }
+        var after = try await forEachAuditRecord(store, { try filter.query(afterSequence: $0) }) { record in
+            existing.append(record)
+            if existing.count >= 2 * max(lines, 1) { existing.removeFirst(existing.count - lines) }
         }
+        existing = Array(existing.suffix(max(lines, 0)))
         func show(_ record: AuditRecord) {
             let event = record.event
             print(json ? record.jsonLine : "\(record.sequence) \(AuditRecord.timestamp(event.time)) \(event.action.rawValue) \(event.outcome.rawValue) \(event.code ?? "-") \(event.subject ?? "-") \(event.serial ?? "-") actor=\(event.actor)")
@@ -151,10 +151,7 @@ struct AuditTailCommand: AsyncParsableCommand {
         existing.forEach(show)
         while !Task.isCancelled {
             try await clock.sleep(until: clock.now + .milliseconds(500))
-            for record in try await store.auditRecords(try filter.query(afterSequence: after, limit: 5000)) {
-                show(record)
-                after = record.sequence
-            }
+            after = try await forEachAuditRecord(store, after: after, { try filter.query(afterSequence: $0) }) { show($0) }
             fflush(nil)
         }
     }

@@ -37,7 +37,7 @@ struct IssueCommand: AsyncParsableCommand {
         let output: String
         if json {
             let roots = try await ca.authority.snapshot().authorities.bundleRoots(at: ca.clock.now).map(\.certificate.pem)
-            output = try Format.json(IssuanceSummary(issued, trustBundle: roots)) + "\n"
+            output = try Format.json(IssuanceResponse(issued, trustBundle: roots)) + "\n"
         } else {
             output = issued.chainPEM.joined()
         }
@@ -47,26 +47,5 @@ struct IssueCommand: AsyncParsableCommand {
         } else {
             print(output, terminator: "")
         }
-    }
-}
-
-/// The issuance response body of DESIGN.md.
-struct IssuanceSummary: Encodable {
-    let spiffe_id: String
-    let serial: String
-    let not_before: Date
-    let not_after: Date
-    let renew_after: Date
-    let chain: [String]
-    let trust_bundle: [String]
-
-    init(_ issued: IssuedCertificate, trustBundle: [String]) {
-        spiffe_id = issued.spiffeID.description
-        serial = issued.serial.hex
-        not_before = issued.notBefore
-        not_after = issued.notAfter
-        renew_after = issued.renewAfter
-        chain = issued.chainPEM
-        trust_bundle = trustBundle
     }
 }
