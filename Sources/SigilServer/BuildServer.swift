@@ -68,13 +68,13 @@ public func buildServer(
     var localMode = false
     switch configuration.tokenSource {
     case .local:
-        let issuer = try LocalTokenIssuer.load(dataDirectory: directory.path, create: true)
+        // Creates the development issuer's key and JWKS on first start; tokens are then checked like any JWKS's.
+        _ = try LocalTokenIssuer.load(dataDirectory: directory.path, create: true)
         logger.warning(
             "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production.")
         inner = JWKSTokenVerifier(
             policy: TokenPolicy(issuer: LocalTokenIssuer.issuerURL, audience: configuration.tokenAudience),
             source: FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)), clock: clock)
-        _ = issuer
         localMode = true
     case .jwksFile(let path):
         inner = JWKSTokenVerifier(
@@ -95,7 +95,7 @@ public func buildServer(
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
         services.append(HTTPClientService(client: client))
         inner = TokenReviewVerifier(
-            url: url, credentialFile: credentialFile, audience: configuration.tokenAudience, trustDomain: authorityConfiguration.trustDomain,
+            url: url, credentialFile: credentialFile, audience: configuration.tokenAudience,
             client: client, clock: clock)
     }
     let cache = CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)

@@ -63,20 +63,18 @@ public struct TokenReviewVerifier: TokenVerifier {
     let url: String
     let credentialFile: String?
     let audience: String
-    let trustDomain: TrustDomain
     let client: HTTPClient
     let clock: any WallClock
     /// How long a reviewed token is trusted when the API server does not say (the caching layer keys on this).
     let assumedLifetime: Duration
 
     public init(
-        url: String, credentialFile: String?, audience: String, trustDomain: TrustDomain, client: HTTPClient, clock: any WallClock,
+        url: String, credentialFile: String?, audience: String, client: HTTPClient, clock: any WallClock,
         assumedLifetime: Duration = .seconds(60)
     ) {
         self.url = url
         self.credentialFile = credentialFile
         self.audience = audience
-        self.trustDomain = trustDomain
         self.client = client
         self.clock = clock
         self.assumedLifetime = assumedLifetime
