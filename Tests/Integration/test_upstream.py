@@ -44,11 +44,6 @@ def test_refuses_an_upstream_key_that_does_not_match(sigil, tmp_path):
     assert_clean_failure(result)
 
 
-@pytest.mark.xfail(
-    reason="sigil init leaves kek and sigil.db behind when the upstream import is refused, and the next "
-    "init then says the dir already holds a store (reported to the lead); remove this mark once fixed",
-    strict=True,
-)
 def test_a_refused_upstream_import_leaves_the_dir_initialisable(sigil, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "good").mkdir()
