@@ -21,15 +21,8 @@ public struct AgentError: Error, CustomStringConvertible, Sendable {
 /// server, and rebuilds its TLS configuration when that bundle changes (so a root rotation does not cut it off).
 final class SigilClient: Sendable {
     struct Authorities: Decodable {
-        struct Authority: Decodable {
-            let id: String
-            let role: String
-            let state: String
-            let parent_id: String?
-            let subject_key_id: String
-        }
         let bundle_sequence: Int64
-        let authorities: [Authority]
+        let authorities: [AuthorityView]
     }
 
     private let configuration: AgentConfiguration

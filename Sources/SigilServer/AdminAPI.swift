@@ -30,23 +30,12 @@ final class AdminAPI: Sendable {
         router.post("/admin/revoke") { request, context in try await self.revoke(request, context: context) }
     }
 
-    struct StatusAuthority: Encodable {
-        let id: String
-        let role: String
-        let state: String
-        let parent_id: String?
-        let not_before: String
-        let not_after: String
-        let sha256_fingerprint: String
-        let live_certificates: Int
-    }
-
     struct Status: Encodable {
         let trust_domain: String
         let bundle_sequence: Int64
         let lease_holder: String?
         let lease_expires_at: String?
-        let authorities: [StatusAuthority]
+        let authorities: [AuthorityView]
     }
 
     func status(_ context: SigilRequestContext) async throws -> Response {
@@ -58,14 +47,7 @@ final class AdminAPI: Sendable {
         let body = Status(
             trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, lease_holder: lease?.holder,
             lease_expires_at: lease.map { SigilAPI.rfc3339($0.expiresAt) },
-            authorities: snapshot.authorities.records.map { record in
-                // A root's live count is the sum over the intermediates it signed.
-                let issuing = record.role == .intermediate ? [record.id] : snapshot.authorities.records.filter { $0.parentID == record.id }.map(\.id)
-                return StatusAuthority(
-                    id: record.id, role: record.role.rawValue, state: record.state.rawValue, parent_id: record.parentID,
-                    not_before: SigilAPI.rfc3339(record.notBefore), not_after: SigilAPI.rfc3339(record.notAfter),
-                    sha256_fingerprint: record.certificate.sha256Fingerprint, live_certificates: issuing.reduce(0) { $0 + (counts[$1] ?? 0) })
-            })
+            authorities: AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now))
         try await ca.audit(.adminStatus, actor: try await actor(context))
         return try SigilAPI.json(body)
     }

@@ -195,35 +195,17 @@ final class SigilAPI: Sendable {
             status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: SPIFFEBundle.pem(roots))))
     }
 
-    struct AuthorityEntry: Encodable {
-        let id: String
-        let role: String
-        let state: String
-        let parent_id: String?
-        let subject: String
-        let serial: String
-        let sha256_fingerprint: String
-        let subject_key_id: String
-        let not_before: String
-        let not_after: String
-    }
-
     func authorities() async throws -> Response {
         let snapshot = try await ca.snapshot()
-        let entries = snapshot.authorities.records.map { record in
-            AuthorityEntry(
-                id: record.id, role: record.role.rawValue, state: record.state.rawValue, parent_id: record.parentID,
-                subject: record.certificate.subject.description, serial: record.certificate.serial.hex,
-                sha256_fingerprint: record.certificate.sha256Fingerprint, subject_key_id: hexString(record.certificate.subjectKeyIdentifier ?? []),
-                not_before: Self.rfc3339(record.notBefore), not_after: Self.rfc3339(record.notAfter))
-        }
         struct Body: Encodable {
             let trust_domain: String
             let bundle_sequence: Int64
-            let authorities: [AuthorityEntry]
+            let authorities: [AuthorityView]
         }
         let body = try JSONEncoder.sorted.encode(
-            Body(trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, authorities: entries))
+            Body(
+                trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence,
+                authorities: AuthorityView.all(snapshot.authorities)))
         let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
         return Response(status: .ok, headers: [.contentType: "application/json", .eTag: etag], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -10,41 +10,6 @@ struct InspectCommand: AsyncParsableCommand {
         subcommands: [InspectTreeCommand.self, InspectCertCommand.self], defaultSubcommand: InspectTreeCommand.self)
 }
 
-/// One authority as `sigil inspect --json` prints it.
-struct AuthorityView: Encodable {
-    let id: String
-    let role: String
-    let state: String
-    let parent_id: String?
-    let upstream: Bool
-    let subject: String
-    let serial: String
-    let key_type: String
-    let sha256_fingerprint: String
-    let public_key_sha256: String
-    let not_before: Date
-    let not_after: Date
-    let seconds_left: Int64
-    let live_certificates: Int
-
-    init(_ record: AuthorityRecord, liveCount: Int, now: Date) {
-        id = record.id
-        role = record.role.rawValue
-        state = record.state.rawValue
-        parent_id = record.parentID
-        upstream = record.isUpstream
-        subject = record.certificate.subject.description
-        serial = record.certificate.serial.hex
-        key_type = record.certificate.publicKey.algorithm.description
-        sha256_fingerprint = record.certificate.sha256Fingerprint
-        public_key_sha256 = record.certificate.publicKey.sha256Fingerprint
-        not_before = record.notBefore
-        not_after = record.notAfter
-        seconds_left = max(0, Int64(record.notAfter.timeIntervalSince(now)))
-        live_certificates = liveCount
-    }
-}
-
 struct InspectTreeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tree", abstract: "Authorities as a tree: state, key, fingerprints, validity, live certificates.")
@@ -63,7 +28,7 @@ struct InspectTreeCommand: AsyncParsableCommand {
         let now = ca.clock.now
         let snapshot = try await ca.authority.snapshot()
         let counts = try await ca.store.liveCounts(at: now)
-        let views = snapshot.authorities.records.map { AuthorityView($0, liveCount: counts[$0.id] ?? 0, now: now) }
+        let views = AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now)
         if json {
             print(try Format.json(Report(trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, authorities: views)))
             return
@@ -74,10 +39,11 @@ struct InspectTreeCommand: AsyncParsableCommand {
             print("\(indent)\(marker)\(view.id)  [\(view.role), \(view.state)\(view.upstream ? ", upstream" : "")]  \(view.key_type)")
             let pad = indent + (indent.isEmpty ? "   " : "      ")
             print("\(pad)subject   \(view.subject)")
-            print("\(pad)valid     \(Format.date(view.not_before)) → \(Format.date(view.not_after))  (\(Format.timeLeft(until: view.not_after, from: now)))")
+            let left = view.seconds_left.map { $0 > 0 ? Duration.seconds($0).humanReadable + " left" : "expired" } ?? ""
+            print("\(pad)valid     \(view.not_before) → \(view.not_after)  (\(left))")
             print("\(pad)sha256    \(Format.fingerprint(view.sha256_fingerprint))")
             print("\(pad)key       sha256 \(view.public_key_sha256)")
-            if view.role == "intermediate" { print("\(pad)live      \(view.live_certificates) certificate(s)") }
+            if view.role == "intermediate" { print("\(pad)live      \(view.live_certificates ?? 0) certificate(s)") }
             for child in views where child.parent_id == view.id && child.id != view.id {
                 show(child, indent: pad)
             }

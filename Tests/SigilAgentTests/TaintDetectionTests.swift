@@ -5,16 +5,25 @@ import Testing
 
 @Suite("Agent taint detection")
 struct TaintDetectionTests {
-    typealias Authority = SigilClient.Authorities.Authority
-
+    /// The authorities response as the server sends it (decoded from JSON, as the agent does).
     static func authorities(intermediate: String, root: String) -> SigilClient.Authorities {
-        SigilClient.Authorities(
-            bundle_sequence: 1,
-            authorities: [
-                Authority(id: "root-1", role: "root", state: root, parent_id: nil, subject_key_id: "aa"),
-                Authority(id: "intermediate-1", role: "intermediate", state: intermediate, parent_id: "root-1", subject_key_id: "bb"),
-                Authority(id: "intermediate-2", role: "intermediate", state: "active", parent_id: "root-1", subject_key_id: "cc"),
-            ])
+        func authority(_ id: String, _ role: String, _ state: String, _ parent: String?, _ keyID: String) -> [String: Any] {
+            [
+                "id": id, "role": role, "state": state, "parent_id": parent as Any, "upstream": false, "subject": "CN=\(id)",
+                "serial": "01", "key_type": "EC P-256", "sha256_fingerprint": "00", "public_key_sha256": "00",
+                "subject_key_id": keyID, "not_before": "2026-01-01T00:00:00Z", "not_after": "2027-01-01T00:00:00Z",
+            ]
+        }
+        let body: [String: Any] = [
+            "bundle_sequence": 1,
+            "authorities": [
+                authority("root-1", "root", root, nil, "aa"),
+                authority("intermediate-1", "intermediate", intermediate, "root-1", "bb"),
+                authority("intermediate-2", "intermediate", "active", "root-1", "cc"),
+            ],
+        ]
+        // A fixture that does not decode is a bug in the test itself.
+        return try! JSONDecoder().decode(SigilClient.Authorities.self, from: JSONSerialization.data(withJSONObject: body))
     }
 
     static let held = AgentService.Held(notBefore: .distantPast, notAfter: .distantFuture, authorityKeyID: "bb", serial: "01")
