@@ -9,14 +9,9 @@ import SigilCore
 import SigilCrypto
 import SigilStore
 
-/// What `buildServer` returns: the services to run in one `ServiceGroup`, and handles for tests.
+/// What `buildServer` returns: the services to run in one `ServiceGroup`.
 public struct SigilServerServices: Sendable {
     public let services: [any Service]
-    public let authority: CertificateAuthority
-    public let store: any CAStore
-    public let metrics: ServerMetrics
-    /// True when the server runs with its own development token issuer.
-    public let localMode: Bool
 }
 
 /// Builds the CA server: opens (or initialises) the store, repairs missing/expired authorities, sets up
@@ -65,7 +60,6 @@ public func buildServer(
     let metrics = ServerMetrics()
     var services: [any Service] = []
     let inner: any TokenVerifier
-    var localMode = false
     switch configuration.tokenSource {
     case .local:
         // Creates the development issuer's key and JWKS on first start; tokens are then checked like any JWKS's.
@@ -75,7 +69,6 @@ public func buildServer(
         inner = JWKSTokenVerifier(
             policy: TokenPolicy(issuer: LocalTokenIssuer.issuerURL, audience: configuration.tokenAudience),
             source: FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)), clock: clock)
-        localMode = true
     case .jwksFile(let path):
         inner = JWKSTokenVerifier(
             policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
@@ -135,7 +128,7 @@ public func buildServer(
         onServerRunning: { _ in chmod(adminPath, 0o600) }, logger: logger)
     services.insert(contentsOf: [app, admin, rotation] as [any Service], at: 0)
     services.append(LifecycleAuditService(ca: ca))
-    return SigilServerServices(services: services, authority: ca, store: store, metrics: metrics, localMode: localMode)
+    return SigilServerServices(services: services)
 }
 
 private func requireIssuer(_ configuration: ServerConfiguration) throws -> String {

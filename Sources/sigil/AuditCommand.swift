@@ -68,6 +68,20 @@ func forEachAuditRecord(
     }
 }
 
+/// The newest `count` records matching `query`, oldest first, and the last sequence seen.
+func newestAuditRecords(
+    _ store: any SigilStoreBackend, _ query: (Int64) throws -> AuditQuery, count: Int
+) async throws -> (records: [AuditRecord], lastSequence: Int64) {
+    let count = max(count, 0)
+    var records: [AuditRecord] = []
+    let last = try await forEachAuditRecord(store, query) { record in
+        records.append(record)
+        // Trim in batches so that keeping the newest N of a long chain stays linear.
+        if records.count >= 2 * max(count, 1) { records.removeFirst(records.count - count) }
+    }
+    return (Array(records.suffix(count)), last)
+}
+
 struct AuditListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List audit records (newest last).")
     @OptionGroup var data: DataDirectoryOption
@@ -77,12 +91,7 @@ struct AuditListCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await openAuditStore(data)
-        var records: [AuditRecord] = []
-        try await forEachAuditRecord(store, { try filter.query(afterSequence: $0) }) { record in
-            records.append(record)
-            if records.count >= 2 * max(limit, 1) { records.removeFirst(records.count - limit) }
-        }
-        records = Array(records.suffix(max(limit, 0)))
+        let records = try await newestAuditRecords(store, { try filter.query(afterSequence: $0) }, count: limit).records
         if json {
             for record in records { print(record.jsonLine) }
             return
@@ -138,12 +147,7 @@ struct AuditTailCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try await openAuditStore(data)
         let clock = SystemClock()
-        var existing: [AuditRecord] = []
-        var after = try await forEachAuditRecord(store, { try filter.query(afterSequence: $0) }) { record in
-            existing.append(record)
-            if existing.count >= 2 * max(lines, 1) { existing.removeFirst(existing.count - lines) }
-        }
-        existing = Array(existing.suffix(max(lines, 0)))
+        var (existing, after) = try await newestAuditRecords(store, { try filter.query(afterSequence: $0) }, count: lines)
         func show(_ record: AuditRecord) {
             let event = record.event
             print(json ? record.jsonLine : "\(record.sequence) \(AuditRecord.timestamp(event.time)) \(event.action.rawValue) \(event.outcome.rawValue) \(event.code ?? "-") \(event.subject ?? "-") \(event.serial ?? "-") actor=\(event.actor)")

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from support import CHECK_SVID, CRASH_MARKERS, Result, Sigil, run, sha256_hex
+from support import CHECK_SVID, CRASH_MARKERS, Result, Sigil, run, sha256_hex, stop_process
 
 LISTENING = re.compile(r"^sigil listening on (?P<url>https://127\.0\.0\.1:\d+)$", re.M)
 POSTGRES_ENV = "SIGIL_TEST_POSTGRES_URL"
@@ -101,14 +100,7 @@ class Background:
         """SIGTERM, wait up to `timeout` s, then SIGKILL. Returns the exit status (negative: signal)."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(30)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, as far as everybody else can tell."""

@@ -68,6 +68,18 @@ class Result:
         )
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM, wait up to `timeout` s, then SIGKILL. Returns the exit status (negative: killed by a signal)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(30)
+    return process.returncode
+
+
 def run(args: list[str], *, timeout: float = 60, umask: int | None = None, cwd: Path | None = None) -> Result:
     """Runs a command to completion and captures its output as text."""
     preexec = (lambda: os.umask(umask)) if umask is not None else None
@@ -304,13 +316,7 @@ class SigilServer:
         """SIGTERM, wait up to `timeout` s, then SIGKILL. Returns the exit status (negative: killed)."""
         if self.process is None:
             return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(30)
+        stop_process(self.process, timeout)
         for reader in (self._stdout, self._stderr):
             reader.join(10)
         self.returncode = self.process.returncode
