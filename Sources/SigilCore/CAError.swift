@@ -67,6 +67,8 @@ public struct CAError: Error, Equatable, CustomStringConvertible, Sendable {
     public let reason: String
     public let file: String
     public let line: Int
+    /// For `rate_limited`: when the caller may try again.
+    public var retryAfter: Duration?
 
     public init(_ code: Code, reason: String, file: String = #fileID, line: Int = #line) {
         self.code = code
@@ -86,5 +88,10 @@ public struct CAError: Error, Equatable, CustomStringConvertible, Sendable {
     }
     public static func configuration(reason: String, file: String = #fileID, line: Int = #line) -> CAError {
         CAError(.configurationInvalid, reason: reason, file: file, line: line)
+    }
+    public static func rateLimited(reason: String, retryAfter: Duration, file: String = #fileID, line: Int = #line) -> CAError {
+        var error = CAError(.rateLimited, reason: reason, file: file, line: line)
+        error.retryAfter = retryAfter
+        return error
     }
 }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOSSL
@@ -110,9 +111,14 @@ public func buildServer(
         // Any presented client certificate passes the handshake (which proves possession of its key); the
         // issuance route then checks it against live authority state, taint included.
         customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })
+    let requestTimeout = configuration.requestTimeout
+    let http = HTTP1Channel.Configuration(
+        additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout, logger: logger)],
+        idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.timeInterval * 1e9)),
+        // Bearer tokens are capped at 16 KiB by the verifier; larger header fields are refused by the parser.
+        httpDecoderConfiguration: .init(maxHeaderFieldSize: 32 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
     let app = Application(
-        // Idle connections are closed after 30 s so that slow or abandoned clients cannot pin connections.
-        router: router, server: try .tls(.http1(configuration: .init(idleTimeout: .seconds(30))), configuration: tls),
+        router: router, server: try .tls(.http1(configuration: http), configuration: tls),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sigil"),
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)

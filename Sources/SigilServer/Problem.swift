@@ -69,7 +69,11 @@ extension CAError {
             detail: detail ?? code.clientDetail, code: code.rawValue, request_id: requestID)
         let body = (try? JSONEncoder.sorted.encode(problem)) ?? Data()
         var headers: HTTPFields = [.contentType: "application/problem+json"]
-        if code == .rateLimited { headers[.retryAfter] = "1" }
+        if code == .rateLimited {
+            // RFC 9110 §10.2.3: whole seconds; round up so a client that waits exactly this long is let in.
+            let wait = retryAfter ?? .seconds(1)
+            headers[.retryAfter] = "\(max(1, wait.wholeSeconds + (wait.components.attoseconds > 0 ? 1 : 0)))"
+        }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -47,6 +47,17 @@ public struct ServerConfiguration: Sendable {
     public var adminSocket: String?
     /// Streaming audit sink: `stdout` or a file path for JSON lines. Default none.
     public var auditSink: String?
+    /// Issuance requests per client address (before authentication). Default 100/s, burst 1,000.
+    public var clientRateLimit = RateLimit(perSecond: 100, burst: 1_000)
+    /// Issuance requests per authenticated identity. Default 100/s, burst 1,000 (all replicas of a
+    /// deployment share one service account, so a rollout is a burst for one identity).
+    public var identityRateLimit = RateLimit(perSecond: 100, burst: 1_000)
+    /// A connection's first request, and every request's body once its headers arrived, must be complete
+    /// within this time, or the connection is closed (slowloris). Default 10 s.
+    public var requestTimeout: Duration = .seconds(10)
+    /// Keep-alive connections with no request in progress are closed after this long; this also bounds
+    /// headers sent slowly on a reused connection. Default 30 s.
+    public var idleTimeout: Duration = .seconds(30)
 
     public init(
         dataDirectory: String = "pki", host: String = "127.0.0.1", port: Int = 8443, store: String = "sqlite",

@@ -17,6 +17,8 @@ final class SigilAPI: Sendable {
     let configuration: ServerConfiguration
     let clock: any WallClock
     let logger: Logger
+    let clientLimiter: RateLimiter
+    let identityLimiter: RateLimiter
 
     init(
         ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, auditKey: [UInt8], tokenCache: CachingTokenVerifier?, metrics: ServerMetrics,
@@ -31,6 +33,8 @@ final class SigilAPI: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
+        clientLimiter = RateLimiter(limit: configuration.clientRateLimit, clock: clock)
+        identityLimiter = RateLimiter(limit: configuration.identityRateLimit, clock: clock)
     }
 
     /// Every public route and its method, so a known path with another method gets 405, not 404.
@@ -63,7 +67,13 @@ final class SigilAPI: Sendable {
         var requester = Requester(
             actor: "anonymous", requestID: context.id, clientAddress: context.channel?.remoteAddress?.ipAddress)
         var reachedAuthority = false
+        var auditRefusal = true
         do {
+            // Per client first, before any parsing or token check: the cheap refusal is the point.
+            if case .limited(let wait, let audit) = clientLimiter.take(requester.clientAddress ?? "unknown") {
+                auditRefusal = audit
+                throw CAError.rateLimited(reason: "client \(requester.clientAddress ?? "unknown") over \(clientLimiter.limit)", retryAfter: wait)
+            }
             guard let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("application/json") else {
                 throw CAError(.unsupportedMediaType, reason: "content type \(request.headers[.contentType] ?? "none")")
             }
@@ -71,6 +81,10 @@ final class SigilAPI: Sendable {
                 throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
             }
             let identity = try await authenticate(request, context: context, requester: &requester)
+            if case .limited(let wait, let audit) = identityLimiter.take(identity.description) {
+                auditRefusal = audit
+                throw CAError.rateLimited(reason: "identity over \(identityLimiter.limit)", retryAfter: wait)
+            }
             let body = try await readBody(request)
             let csr: CertificateSigningRequest
             do {
@@ -94,7 +108,9 @@ final class SigilAPI: Sendable {
         } catch let refusal as CAError {
             var error = refusal
             // The authority audits its own decisions; refusals before it are audited here. No audit, no answer.
-            if !reachedAuthority {
+            // Rate-limit refusals are audited once per key a minute (and counted always): auditing each one
+            // durably would let a flood cost the CA a disk write per request.
+            if !reachedAuthority && auditRefusal {
                 do {
                     _ = try await store.appendAudit(requester.denial(refusal, subject: nil, at: clock.now))
                 } catch let auditFailure {
@@ -102,8 +118,8 @@ final class SigilAPI: Sendable {
                 }
             }
             metrics.denied(error.code)
-            logger.notice(
-                "issuance refused",
+            logger.log(
+                level: auditRefusal ? .notice : .debug, "issuance refused",
                 metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(context.id)"])
             throw error
         }
@@ -113,8 +129,10 @@ final class SigilAPI: Sendable {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw CAError(.payloadTooLarge, reason: "body larger than \(configuration.maxBodyBytes) bytes")
+        } catch {
+            throw CAError(.badRequest, reason: "body incomplete (connection closed or request timeout): \(error)")
         }
         do {
             return try JSONDecoder().decode(CertificateRequestBody.self, from: buffer)

@@ -30,6 +30,12 @@ struct ServeCommand: AsyncParsableCommand {
     var tlsNames: [String] = []
     @Option(help: "Stream audit records as JSON lines to stdout or a file.") var auditSink: String?
     @Option(help: "Admin unix socket (0600). [default: <data-dir>/admin.sock]") var adminSocket: String?
+    @Option(help: "Issuance requests per second per client address; 0 turns the limit off. [default: 100]") var rateLimitClient: String?
+    @Option(help: "Burst allowed per client address. [default: 1000]") var rateLimitClientBurst: String?
+    @Option(help: "Issuance requests per second per workload identity; 0 turns the limit off. [default: 100]") var rateLimitIdentity: String?
+    @Option(help: "Burst allowed per workload identity. [default: 1000]") var rateLimitIdentityBurst: String?
+    @Option(help: "Time a client has to send a whole request (first request: from connecting). [default: 10s]") var requestTimeout: String?
+    @Option(help: "Keep-alive connections with no request are closed after this long. [default: 30s]") var idleTimeout: String?
     @Option(help: "JSON config file.") var config: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [default: info]") var logLevel: String?
 
@@ -92,6 +98,16 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.adminSocket = value("admin_socket", adminSocket)
         if let bytes = settings.value("max_body_bytes").flatMap(Int.init) { configuration.maxBodyBytes = bytes }
         if let hint = settings.value("bundle_refresh_hint") { configuration.bundleRefreshHint = try parseDuration(hint, flag: "bundle_refresh_hint") }
+        configuration.clientRateLimit = try rateLimit(
+            value("rate_limit_client", rateLimitClient), value("rate_limit_client_burst", rateLimitClientBurst),
+            default: configuration.clientRateLimit, name: "--rate-limit-client")
+        configuration.identityRateLimit = try rateLimit(
+            value("rate_limit_identity", rateLimitIdentity), value("rate_limit_identity_burst", rateLimitIdentityBurst),
+            default: configuration.identityRateLimit, name: "--rate-limit-identity")
+        if let timeout = value("request_timeout", requestTimeout) {
+            configuration.requestTimeout = try parseDuration(timeout, flag: "--request-timeout")
+        }
+        if let timeout = value("idle_timeout", idleTimeout) { configuration.idleTimeout = try parseDuration(timeout, flag: "--idle-timeout") }
 
         let built = try await buildServer(configuration: configuration, clock: SystemClock(), logger: logger) { port in
             let line = "sigil listening on https://\(host.contains(":") ? "[\(host)]" : host):\(port)\n"
@@ -101,6 +117,20 @@ struct ServeCommand: AsyncParsableCommand {
             configuration: .init(services: built.services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
+
+    private func rateLimit(_ rate: String?, _ burst: String?, default fallback: RateLimit, name: String) throws -> RateLimit {
+        var limit = fallback
+        if let rate {
+            guard let value = Double(rate) else { throw CLIError("configuration_invalid", "\(name) \(rate) is not a number") }
+            limit.perSecond = value
+        }
+        if let burst {
+            guard let value = Int(burst) else { throw CLIError("configuration_invalid", "\(name)-burst \(burst) is not a whole number") }
+            limit.burst = value
+        }
+        try limit.validate(name)
+        return limit
+    }
 }
 
 /// The JSON config file, flattened to dotted keys, with environment fallbacks (`SIGIL_` + upper-cased key).
@@ -108,6 +138,7 @@ struct Settings {
     static let knownKeys: Set<String> = [
         "data_dir", "listen", "trust_domain", "store", "token_issuer", "token_jwks", "token_audience", "token_review", "token_review_ca",
         "token_review_credential", "tls_names", "log_level", "audit_sink", "admin_socket", "max_body_bytes", "bundle_refresh_hint",
+        "rate_limit_client", "rate_limit_client_burst", "rate_limit_identity", "rate_limit_identity_burst", "request_timeout", "idle_timeout",
         "authority.key_type", "authority.root_ttl", "authority.intermediate_ttl",
         "policy.default_ttl", "policy.max_ttl", "policy.min_ttl", "policy.backdate", "policy.allowed_key_types", "policy.dns_templates",
         "policy.allowed_namespaces", "policy.denied_namespaces", "policy.namespace_max_ttl",
