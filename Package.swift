@@ -106,6 +106,12 @@ let package = Package(
             name: "sigil-leakcheck",
             dependencies: ["SigilCore", "SigilCrypto"]
         ),
+        // Fuzz harness (scripts/fuzz): libFuzzer in a -sanitize=fuzzer build, a corpus replayer otherwise.
+        .target(name: "CLibFuzzer"),
+        .executableTarget(
+            name: "sigil-fuzz",
+            dependencies: ["CLibFuzzer", "SigilCore", "SigilCrypto"]
+        ),
         .executableTarget(
             name: "sigil-load",
             dependencies: [

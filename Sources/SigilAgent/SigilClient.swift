@@ -66,7 +66,7 @@ final class SigilClient: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(["csr": csrPEM])))
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(IssuanceRequestBody(csr: csrPEM))))
         let (status, data) = try await send(request, timeout: timeout)
         guard status == 201 else { throw problem(status, data) }
         do {

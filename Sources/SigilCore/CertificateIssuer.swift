@@ -143,6 +143,43 @@ public struct CertificateIssuer: Sendable {
     }
 }
 
+/// The body of `POST /v1/certificates` (DESIGN.md, "HTTP API"): `{"csr": PEM, "ttl_seconds"?: integer}`.
+/// Written by the agent, read by the server, and fuzzed (`sigil-fuzz request`) as the server reads it.
+public struct IssuanceRequestBody: Codable, Sendable, Equatable {
+    public let csr: String
+    public let ttl_seconds: Int?
+
+    public init(csr: String, ttlSeconds: Int? = nil) {
+        self.csr = csr
+        ttl_seconds = ttlSeconds
+    }
+
+    /// - Throws: `CAError` `bad_request` unless `json` is exactly this shape.
+    public static func decode(_ json: Data) throws -> IssuanceRequestBody {
+        do {
+            return try JSONDecoder().decode(IssuanceRequestBody.self, from: json)
+        } catch {
+            throw CAError(.badRequest, reason: "body is not {\"csr\": string, \"ttl_seconds\"?: integer}")
+        }
+    }
+
+    /// The request for `identity`: the CSR parsed (`csr_invalid`) and the lifetime checked (`ttl_out_of_range`).
+    public func request(for identity: SPIFFEID) throws -> IssuanceRequest {
+        let parsed: CertificateSigningRequest
+        do {
+            parsed = try CertificateSigningRequest(pem: csr)
+        } catch {
+            throw CAError.csrInvalid(reason: "csr is not a PEM PKCS#10 request")
+        }
+        var ttl: Duration? = nil
+        if let seconds = ttl_seconds {
+            guard seconds > 0 else { throw CAError(.ttlOutOfRange, reason: "ttl_seconds must be positive") }
+            ttl = .seconds(seconds)
+        }
+        return IssuanceRequest(csr: parsed, identity: identity, ttl: ttl)
+    }
+}
+
 /// The body of a successful `POST /v1/certificates` (DESIGN.md, "HTTP API"): written by the server and by
 /// `sigil issue --json`, read by the agent. Times are RFC 3339 UTC with whole seconds.
 public struct IssuanceResponse: Codable, Sendable, Equatable {

@@ -25,9 +25,11 @@ func encodeDER(
     return Array(UnsafeBufferPointer(start: out, count: Int(length)))
 }
 
-/// Runs a `d2i_*`-style decoder over all of `bytes`; trailing garbage is an error.
+/// Runs a `d2i_*`-style decoder over all of `bytes`; trailing garbage is an error (and the decoded object is
+/// released with `free`, found leaking by `sigil-fuzz csr-der`).
 func decodeDER(
     _ bytes: [UInt8], _ what: String, file: String = #fileID, line: Int = #line,
+    free: (OpaquePointer) -> Void,
     _ decoder: (UnsafeMutablePointer<UnsafePointer<UInt8>?>, Int) -> OpaquePointer?
 ) throws -> OpaquePointer {
     try bytes.withUnsafeBufferPointer { buffer in
@@ -39,6 +41,7 @@ func decodeDER(
             throw OpenSSLError.drain(.invalidEncoding, "not a DER \(what)", file: file, line: line)
         }
         if let cursor, cursor != base + buffer.count {
+            free(object)
             drainErrorQueue()
             throw OpenSSLError(
                 code: .invalidEncoding, reason: "trailing bytes after DER \(what)", file: file, line: line)

@@ -16,7 +16,7 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
 
     /// Parses a DER certificate.
     public convenience init(der: [UInt8]) throws {
-        let pointer = try decodeDER(der, "certificate") { cursor, length in d2i_X509(nil, cursor, length) }
+        let pointer = try decodeDER(der, "certificate", free: { X509_free($0) }) { cursor, length in d2i_X509(nil, cursor, length) }
         self.init(taking: pointer, der: der)
     }
 

@@ -14,7 +14,7 @@ public final class CertificateRevocationList: @unchecked Sendable {
     deinit { X509_CRL_free(pointer) }
 
     public convenience init(der: [UInt8]) throws {
-        let pointer = try decodeDER(der, "CRL") { cursor, length in d2i_X509_CRL(nil, cursor, length) }
+        let pointer = try decodeDER(der, "CRL", free: { X509_CRL_free($0) }) { cursor, length in d2i_X509_CRL(nil, cursor, length) }
         self.init(taking: pointer, der: der)
     }
 

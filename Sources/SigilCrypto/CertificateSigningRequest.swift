@@ -9,7 +9,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     /// Parses a DER CSR.
     public convenience init(der: [UInt8]) throws {
-        let pointer = try decodeDER(der, "CSR") { cursor, length in d2i_X509_REQ(nil, cursor, length) }
+        let pointer = try decodeDER(der, "CSR", free: { X509_REQ_free($0) }) { cursor, length in d2i_X509_REQ(nil, cursor, length) }
         self.init(taking: pointer)
     }
 

@@ -55,7 +55,7 @@ public final class PrivateKey: @unchecked Sendable, CustomStringConvertible {
 
     /// Reads a PKCS#8 DER private key.
     public convenience init(pkcs8DER der: [UInt8]) throws {
-        let key = try decodeDER(der, "private key") { cursor, length in d2i_AutoPrivateKey(nil, cursor, length) }
+        let key = try decodeDER(der, "private key", free: { EVP_PKEY_free($0) }) { cursor, length in d2i_AutoPrivateKey(nil, cursor, length) }
         self.init(taking: key)
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOFoundationCompat
 import NIOSSL
 import SigilCore
 import SigilCrypto
@@ -57,11 +58,6 @@ final class SigilAPI: Sendable {
 
     // MARK: Issuance
 
-    struct CertificateRequestBody: Decodable {
-        let csr: String
-        let ttl_seconds: Int?
-    }
-
     func issue(_ request: Request, context: SigilRequestContext) async throws -> Response {
         let started = ContinuousClock.now
         var requester = Requester(
@@ -85,20 +81,9 @@ final class SigilAPI: Sendable {
                 auditRefusal = audit
                 throw CAError.rateLimited(reason: "identity over \(identityLimiter.limit)", retryAfter: wait)
             }
-            let body = try await readBody(request)
-            let csr: CertificateSigningRequest
-            do {
-                csr = try CertificateSigningRequest(pem: body.csr)
-            } catch {
-                throw CAError.csrInvalid(reason: "csr is not a PEM PKCS#10 request")
-            }
-            var ttl: Duration? = nil
-            if let seconds = body.ttl_seconds {
-                guard seconds > 0 else { throw CAError(.ttlOutOfRange, reason: "ttl_seconds must be positive") }
-                ttl = .seconds(seconds)
-            }
+            let issuance = try await readBody(request).request(for: identity)
             reachedAuthority = true
-            let issued = try await ca.issue(IssuanceRequest(csr: csr, identity: identity, ttl: ttl), requester: requester)
+            let issued = try await ca.issue(issuance, requester: requester)
             let roots = try await ca.snapshot().trustBundlePEM
             logger.info(
                 "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
@@ -125,7 +110,7 @@ final class SigilAPI: Sendable {
         }
     }
 
-    private func readBody(_ request: Request) async throws -> CertificateRequestBody {
+    private func readBody(_ request: Request) async throws -> IssuanceRequestBody {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
@@ -134,11 +119,7 @@ final class SigilAPI: Sendable {
         } catch {
             throw CAError(.badRequest, reason: "body incomplete (connection closed or request timeout): \(error)")
         }
-        do {
-            return try JSONDecoder().decode(CertificateRequestBody.self, from: buffer)
-        } catch {
-            throw CAError(.badRequest, reason: "body is not {\"csr\": string, \"ttl_seconds\"?: integer}")
-        }
+        return try IssuanceRequestBody.decode(Data(buffer: buffer))
     }
 
     /// The caller's identity: from a bearer token, else from a valid, untainted Sigil SVID client certificate.
