@@ -57,14 +57,18 @@ public struct CertificateIssuer: Sendable {
         guard request.identity.isWorkload else {
             return .denied(CAError(.invalidSPIFFEID, reason: "a workload ID needs a path: \(request.identity)"))
         }
-        guard csr.verifySignature() else {
-            return .denied(CAError(.csrSignatureInvalid, reason: "CSR signature does not verify (no proof of possession)"))
-        }
+        guard csr.version == 0 else { return .denied(.csrInvalid(reason: "CSR version \(csr.version) is not v1 (0)")) }
+        // The key before the signature: a key OpenSSL cannot use fails the signature check too, and the
+        // caller should hear that the key is the problem.
         guard let key = csr.publicKey else {
             return .denied(CAError(.keyNotAllowed, reason: "CSR public key cannot be decoded"))
         }
         guard policy.allowedKeys.contains(key.algorithm) else {
             return .denied(CAError(.keyNotAllowed, reason: "key type \(key.algorithm) is not allowed"))
+        }
+        if let weakness = csr.publicKeyWeakness { return .denied(CAError(.keyNotAllowed, reason: weakness)) }
+        guard csr.verifySignature() else {
+            return .denied(CAError(.csrSignatureInvalid, reason: "CSR signature does not verify (no proof of possession)"))
         }
         let extensions = csr.requestedExtensions
         if extensions.malformed { return .denied(.csrInvalid(reason: "CSR carries an undecodable extension")) }
@@ -156,6 +160,7 @@ public struct IssuanceRequestBody: Codable, Sendable, Equatable {
 
     /// - Throws: `CAError` `bad_request` unless `json` is exactly this shape.
     public static func decode(_ json: Data) throws -> IssuanceRequestBody {
+        try StrictJSON.validate(Array(json), code: .badRequest, maxDepth: 8)
         do {
             return try JSONDecoder().decode(IssuanceRequestBody.self, from: json)
         } catch {

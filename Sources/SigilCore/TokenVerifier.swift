@@ -111,9 +111,15 @@ public final class JWKSTokenVerifier: TokenVerifier {
         guard token.utf8.count <= 16 * 1024 else { throw invalid("token longer than 16 KiB") }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }) else { throw invalid("not a signed JWT (JWS compact form)") }
-        guard let headerData = Data(base64URL: String(parts[0])),
-            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
-        else { throw invalid("JWT header is not base64url JSON") }
+        guard let headerData = Data(base64URL: String(parts[0])), let claimsData = Data(base64URL: String(parts[1])) else {
+            throw invalid("JWT header or claims are not base64url")
+        }
+        // Duplicate names, invalid UTF-8 or loose syntax: the header check below and JWTKit must read one meaning.
+        try StrictJSON.validate(Array(headerData), code: .tokenInvalid, maxDepth: 4)
+        try StrictJSON.validate(Array(claimsData), code: .tokenInvalid, maxDepth: 8)
+        guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
+            throw invalid("JWT header is not a JSON object")
+        }
         guard let algorithm = header["alg"] as? String, let expected = Self.allowedAlgorithms[algorithm] else {
             throw invalid("JWT algorithm \(String(describing: header["alg"] ?? "none")) is not allowed")
         }

@@ -7,8 +7,11 @@ public final class CertificateSigningRequest: @unchecked Sendable {
     init(taking pointer: OpaquePointer) { self.pointer = pointer }
     deinit { X509_REQ_free(pointer) }
 
-    /// Parses a DER CSR.
+    /// Parses a DER CSR: strict DER with every field of RFC 2986 present (see `DERStructure`).
     public convenience init(der: [UInt8]) throws {
+        guard DERStructure.isCertificationRequest(der) else {
+            throw OpenSSLError(code: .invalidEncoding, reason: "not a DER PKCS#10 request (BER lengths or missing fields)", file: #fileID, line: #line)
+        }
         let pointer = try decodeDER(der, "CSR", free: { X509_REQ_free($0) }) { cursor, length in d2i_X509_REQ(nil, cursor, length) }
         self.init(taking: pointer)
     }
@@ -98,11 +101,32 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         return PublicKeyInfo(der: der, algorithm: describeKey(key))
     }
 
-    /// Extensions the requester asked for, read from the PKCS#9 extensionRequest attribute.
+    /// Why the public key must not be certified although its type is known (weak RSA exponent, explicit
+    /// EC parameters), or nil; see `keyWeakness`.
+    public var publicKeyWeakness: String? {
+        guard let key = X509_REQ_get0_pubkey(pointer) else {
+            drainErrorQueue()
+            return "public key cannot be decoded"
+        }
+        return keyWeakness(key)
+    }
+
+    /// The CSR's version field: 0 (v1) is the only one PKCS#10 (RFC 2986 §4.1) defines.
+    public var version: Int { Int(X509_REQ_get_version(pointer)) }
+
+    /// Extensions the requester asked for, read from the PKCS#9 extensionRequest attribute. More than one
+    /// such attribute, or one that does not decode, is `malformed` (OpenSSL would read the first, or none).
     public var requestedExtensions: RequestedExtensions {
         var result = RequestedExtensions()
+        let first = X509_REQ_get_attr_by_NID(pointer, NID_ext_req, -1)
+        guard first >= 0 else { return result }
+        guard X509_REQ_get_attr_by_NID(pointer, NID_ext_req, first) < 0 else {
+            result.malformed = true
+            return result
+        }
         guard let stack = X509_REQ_get_extensions(pointer) else {
             drainErrorQueue()
+            result.malformed = true
             return result
         }
         defer { copenssl_sk_X509_EXTENSION_pop_free(stack) }

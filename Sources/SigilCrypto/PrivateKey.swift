@@ -152,6 +152,47 @@ func describeKey(_ key: OpaquePointer) -> KeyAlgorithm {
     return .other("unknown")
 }
 
+/// Why a public key must not be certified even though its type is known, or nil. Found by the hostile-input
+/// suite: OpenSSL decodes these keys and even verifies signatures made with them.
+/// - RSA: CA/Browser Forum BR §6.1.6 — the exponent is odd and 2^16+1 ≤ e < 2^256. With e = 1 the
+///   "signature" is the padded digest itself, so a CSR proves possession of nothing.
+/// - EC: RFC 5480 §2.1.1 — only namedCurve parameters; explicit parameters are refused by Go and BoringSSL
+///   and hide which curve is in use.
+func keyWeakness(_ key: OpaquePointer) -> String? {
+    if EVP_PKEY_is_a(key, "RSA") == 1 {
+        var exponent: OpaquePointer? = nil
+        guard EVP_PKEY_get_bn_param(key, "e", &exponent) == 1, let exponent else {
+            drainErrorQueue()
+            return "RSA public exponent cannot be read"
+        }
+        defer { BN_free(exponent) }
+        let bits = BN_num_bits(exponent)
+        // The smallest 17-bit number, 2^16, is even: an odd exponent of 17 to 256 bits is ≥ 65537.
+        guard BN_is_odd(exponent) == 1, bits >= 17, bits <= 256 else { return "RSA public exponent is not odd and ≥ 65537" }
+    }
+    if EVP_PKEY_is_a(key, "EC") == 1 {
+        var buffer = [CChar](repeating: 0, count: 32)
+        var length = 0
+        guard EVP_PKEY_get_utf8_string_param(key, "encoding", &buffer, buffer.count, &length) == 1 else {
+            drainErrorQueue()
+            return "EC parameter encoding cannot be read"
+        }
+        let encoding = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard encoding == "named_curve" else { return "EC key has \(encoding) curve parameters, not a named curve" }
+        // The point is on the curve and not the point at infinity (the quick check skips the costly order check).
+        guard let context = EVP_PKEY_CTX_new_from_pkey(nil, key, nil) else {
+            drainErrorQueue()
+            return "EC public key cannot be checked"
+        }
+        defer { EVP_PKEY_CTX_free(context) }
+        guard EVP_PKEY_public_check_quick(context) == 1 else {
+            drainErrorQueue()
+            return "EC public key is not a valid point on its curve"
+        }
+    }
+    return nil
+}
+
 /// The digest X.509 signatures by `key` use: SHA-384 for P-384, none for Ed25519 (PureEdDSA), else SHA-256.
 func signingDigest(for key: OpaquePointer) -> OpaquePointer? {
     switch describeKey(key) {

@@ -70,8 +70,14 @@ final class SigilAPI: Sendable {
                 auditRefusal = audit
                 throw CAError.rateLimited(reason: "client \(requester.clientAddress ?? "unknown") over \(clientLimiter.limit)", retryAfter: wait)
             }
-            guard let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("application/json") else {
-                throw CAError(.unsupportedMediaType, reason: "content type \(request.headers[.contentType] ?? "none")")
+            // Exactly one Content-Type whose media type (parameters aside) is application/json: a prefix match
+            // let application/jsonp or "application/json, text/plain" through.
+            let contentTypes = request.headers[values: .contentType]
+            guard contentTypes.count == 1,
+                contentTypes[0].split(separator: ";", omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces).lowercased()
+                    == "application/json"
+            else {
+                throw CAError(.unsupportedMediaType, reason: "content type \(contentTypes.joined(separator: " | ").prefix(100))")
             }
             if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
                 throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
@@ -284,6 +290,8 @@ struct ProblemMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response: Response
         do {
+            // RFC 9112 §3.2: a request without a Host header is a 400 (HTTPTypes carries it as the authority).
+            guard request.head.authority != nil else { throw CAError(.badRequest, reason: "request without a Host header") }
             response = try await next(request, context)
         } catch let error as CAError {
             response = error.response(requestID: context.id)

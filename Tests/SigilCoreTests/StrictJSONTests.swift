@@ -1,0 +1,54 @@
+import SigilCore
+import Testing
+
+@Suite("StrictJSON")
+struct StrictJSONTests {
+    @Test(
+        "accepts strict JSON",
+        arguments: [
+            #"{}"#, #"[]"#, #""x""#, "0", "-0.5e+10", "true", "null", #" {"a": [1, 2, {"b": null}], "c": "\u00e9\ud83d\ude00"} "#,
+            #"{"a": 1, "b": 2}"#, #"{"csr": "-----BEGIN-----\nAA==\n"}"#, "\"é\"",
+        ])
+    func accepts(_ text: String) {
+        #expect(StrictJSON.problem(in: Array(text.utf8)) == nil)
+    }
+
+    @Test(
+        "refuses what lenient decoders forgive",
+        arguments: [
+            (#"{"alg": "none", "alg": "RS256"}"#, "duplicate"),
+            (#"{"a": 1, "\u0061": 2}"#, "duplicate"),
+            (#"{"a": {"b": 1, "b": 1}}"#, "duplicate"),
+            (#"{"a": 1,}"#, "member name"),
+            (#"[1, 2,]"#, "unexpected"),
+            (#"{"a": 1} x"#, "trailing"),
+            (#"{"a": "\ud800"}"#, "surrogate"),
+            (#"{"a": "\udc00x"}"#, "surrogate"),
+            ("{\"a\": \"\u{01}\"}", "control"),
+            (#"{"a": 01}"#, "expected"),
+            (#"{"a": .5}"#, "unexpected"),
+            (#"{"a": 1.}"#, "fraction"),
+            (#"{"a": tru}"#, "literal"),
+            (#"{'a': 1}"#, "member name"),
+            (#"{"a" 1}"#, "expected ':'"),
+            (#"{"a": "\x"}"#, "escape"),
+            (#"{"a": "\u12G4"}"#, "\\u"),
+            (#"{"a": "\u+123"}"#, "\\u"),
+            ("", "unexpected end"),
+            (String(repeating: "[", count: 40) + String(repeating: "]", count: 40), "deeper"),
+        ])
+    func refuses(_ text: String, _ why: String) {
+        let problem = StrictJSON.problem(in: Array(text.utf8))
+        #expect(problem?.contains(why) == true, "\(text): \(problem ?? "accepted")")
+    }
+
+    @Test("refuses invalid UTF-8")
+    func invalidUTF8() {
+        #expect(StrictJSON.problem(in: [0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D]) == "not valid UTF-8")
+    }
+
+    @Test("validate throws the caller's code")
+    func validateThrowsCode() {
+        #expect(throws: CAError(.tokenInvalid, reason: "")) { try StrictJSON.validate(Array(#"{"a":1,"a":2}"#.utf8), code: .tokenInvalid) }
+    }
+}
