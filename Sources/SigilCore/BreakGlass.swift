@@ -81,25 +81,29 @@ extension CertificateAuthority {
             var created: [String] = []
             var updates: [(id: String, state: AuthorityState)] = []
             let oldState: AuthorityState = taintOld ? .tainted : .retired
+            // Each successor is committed with its own record, the switch-over with the rest: a crash at any
+            // point leaves only audited authorities (found by scripts/crashtest).
+            let prepared = { (id: String) in self.event(.prepare, actor: actor, reason: "admin rotate \(role.rawValue): \(reason)", authorityID: id) }
             switch role {
             case .intermediate:
-                created.append(try await makeSuccessor(.intermediate, state: .prepared, authorities: authorities, at: now))
+                created.append(try await makeSuccessor(.intermediate, state: .prepared, authorities: authorities, at: now, audit: prepared))
             case .root:
-                let rootID = try await makeSuccessor(.root, state: .prepared, authorities: authorities, at: now)
+                let rootID = try await makeSuccessor(.root, state: .prepared, authorities: authorities, at: now, audit: prepared)
                 let refreshed = AuthoritySet(try await store.authorities())
                 guard let newRoot = refreshed.record(id: rootID) else { throw CAError(.internalError, reason: "new root vanished") }
                 created.append(rootID)
-                created.append(try await makeSuccessor(.intermediate, state: .prepared, authorities: refreshed, at: now, parent: newRoot))
+                created.append(
+                    try await makeSuccessor(.intermediate, state: .prepared, authorities: refreshed, at: now, parent: newRoot, audit: prepared))
             }
             updates += created.map { ($0, AuthorityState.active) }
             updates += replaced.map { ($0, oldState) }
             // Stale prepared successors of the replaced generation would otherwise activate later.
             updates += authorities.records.filter { $0.state == .prepared && ($0.role == role || role == .root) && !replaced.contains($0.id) }
                 .map { ($0.id, AuthorityState.retired) }
-            try await store.updateAuthorityStates(updates, at: now)
-            try await audit(.adminRotate, actor: actor, reason: "\(role.rawValue) rotated: \(reason)", authorityID: created.first)
-            for id in created { try await audit(.activate, actor: actor, reason: reason, authorityID: id) }
-            for id in replaced { try await audit(taintOld ? .taint : .retire, actor: actor, reason: reason, authorityID: id) }
+            let events = [event(.adminRotate, actor: actor, reason: "\(role.rawValue) rotated: \(reason)", authorityID: created.first)]
+                + created.map { event(.activate, actor: actor, reason: reason, authorityID: $0) }
+                + replaced.map { event(taintOld ? .taint : .retire, actor: actor, reason: reason, authorityID: $0) }
+            try await store.updateAuthorityStates(updates, at: now, audit: events)
             try await reload()
             return RotationOutcome(
                 role: role.rawValue, dryRun: false, replaced: replaced, tainted: taintOld ? replaced : [], activated: created, blastRadius: radius)
@@ -127,8 +131,8 @@ extension CertificateAuthority {
                 try await audit(.adminRevoke, actor: actor, outcome: .failure, code: CAError.Code.conflict.rawValue, reason: "\(reason) — \(refusal)", authorityID: id)
                 throw CAError(.conflict, reason: refusal)
             }
-            try await store.updateAuthorityStates([(id, .revoked)], at: clock.now)
-            try await audit(.adminRevoke, actor: actor, reason: reason, authorityID: id)
+            try await store.updateAuthorityStates(
+                [(id, .revoked)], at: clock.now, audit: [event(.adminRevoke, actor: actor, reason: reason, authorityID: id)])
             try await reload()
             guard let revoked = try await snapshot().authorities.record(id: id) else { throw CAError(.internalError, reason: "authority vanished") }
             return revoked

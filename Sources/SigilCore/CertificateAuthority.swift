@@ -55,11 +55,13 @@ public final class CertificateAuthority: Sendable {
         } else {
             (root, rootKey) = try AuthorityFactory.makeRoot(configuration, state: .active, at: now)
         }
-        try await store.insertAuthority(root, key: rootKey)
-        try await audit(upstream == nil ? .initialize : .keyImport, actor: "system", reason: "\(root.role.rawValue) for \(configuration.trustDomain)", authorityID: root.id)
+        try await store.insertAuthority(
+            root, key: rootKey,
+            audit: [event(upstream == nil ? .initialize : .keyImport, actor: "system", reason: "\(root.role.rawValue) for \(configuration.trustDomain)", authorityID: root.id)])
         let intermediate = try AuthorityFactory.makeIntermediate(configuration, parent: root, parentKey: rootKey, state: .active, at: now)
-        try await store.insertAuthority(intermediate.record, key: intermediate.key)
-        try await audit(.initialize, actor: "system", reason: "intermediate signed by \(root.id)", authorityID: intermediate.record.id)
+        try await store.insertAuthority(
+            intermediate.record, key: intermediate.key,
+            audit: [event(.initialize, actor: "system", reason: "intermediate signed by \(root.id)", authorityID: intermediate.record.id)])
         try await reload()
         return true
     }
@@ -136,8 +138,13 @@ public final class CertificateAuthority: Sendable {
     /// Appends an audit event for an action outside issuance (rotation, admin verbs, start/stop).
     public func audit(_ action: AuditAction, actor: String, outcome: AuditOutcome = .success, code: String? = nil, reason: String? = nil,
                       authorityID: String? = nil) async throws {
-        _ = try await store.appendAudit(
-            AuditEvent(time: clock.now, actor: actor, action: action, outcome: outcome, code: code, reason: reason, authorityID: authorityID))
+        _ = try await store.appendAudit(event(action, actor: actor, outcome: outcome, code: code, reason: reason, authorityID: authorityID))
+    }
+
+    /// An audit event at the clock's now, to append alone (`audit`) or with the change it records.
+    func event(_ action: AuditAction, actor: String, outcome: AuditOutcome = .success, code: String? = nil, reason: String? = nil,
+               authorityID: String? = nil) -> AuditEvent {
+        AuditEvent(time: clock.now, actor: actor, action: action, outcome: outcome, code: code, reason: reason, authorityID: authorityID)
     }
 
     /// The planner's slot for `role` in `authorities`.
@@ -197,43 +204,47 @@ public final class CertificateAuthority: Sendable {
         case .none:
             return []
         case .prepareNext:
-            let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now)
-            try await audit(.prepare, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor", authorityID: created)
+            let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now) {
+                self.event(.prepare, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor", authorityID: $0)
+            }
             changed.append(created)
         case .activateNext:
             guard let next = authorities.prepared(role) else { return [] }
             var updates: [(id: String, state: AuthorityState)] = [(next.id, .active)]
             if let current = authorities.active(role) { updates.append((current.id, .retired)) }
-            try await store.updateAuthorityStates(updates, at: now)
-            try await audit(.activate, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor activated", authorityID: next.id)
-            for retired in updates.dropFirst() {
-                try await audit(.retire, actor: actor, reason: reason ?? "replaced by \(next.id)", authorityID: retired.id)
-            }
+            let events = [event(.activate, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor activated", authorityID: next.id)]
+                + updates.dropFirst().map { event(.retire, actor: actor, reason: reason ?? "replaced by \(next.id)", authorityID: $0.id) }
+            try await store.updateAuthorityStates(updates, at: now, audit: events)
             changed = updates.map(\.id)
         case .renew(let why):
             if role == .root, authorities.active(.root)?.isUpstream == true {
                 throw CAError(.noActiveAuthority, reason: "the upstream root has expired; import a new upstream CA")
             }
-            let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now)
+            // Two commits, each with its record: a crash between them leaves an audited prepared successor.
+            let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now) {
+                self.event(.prepare, actor: actor, reason: reason ?? "repair: \(why)", authorityID: $0)
+            }
             var updates: [(id: String, state: AuthorityState)] = [(created, .active)]
             if let current = authorities.active(role) { updates.append((current.id, .retired)) }
             // A stale prepared successor would otherwise be activated later in place of the new one.
             if let stale = authorities.prepared(role) { updates.append((stale.id, .retired)) }
-            try await store.updateAuthorityStates(updates, at: now)
-            try await audit(.rotate, actor: actor, reason: reason ?? "repair: \(why)", authorityID: created)
+            try await store.updateAuthorityStates(
+                updates, at: now, audit: [event(.rotate, actor: actor, reason: reason ?? "repair: \(why)", authorityID: created)])
             changed = updates.map(\.id)
         }
         try await reload()
         return changed
     }
 
+    /// Creates and stores a successor; `audit` makes the record committed with it, given the new id.
     func makeSuccessor(
-        _ role: AuthorityRole, state: AuthorityState, authorities: AuthoritySet, at now: Date, parent explicitParent: AuthorityRecord? = nil
+        _ role: AuthorityRole, state: AuthorityState, authorities: AuthoritySet, at now: Date, parent explicitParent: AuthorityRecord? = nil,
+        audit: (String) -> AuditEvent
     ) async throws -> String {
         switch role {
         case .root:
             let root = try AuthorityFactory.makeRoot(configuration, state: state, at: now)
-            try await store.insertAuthority(root.record, key: root.key)
+            try await store.insertAuthority(root.record, key: root.key, audit: [audit(root.record.id)])
             return root.record.id
         case .intermediate:
             // A successor intermediate is signed by the root that will be active when it activates.
@@ -242,7 +253,7 @@ public final class CertificateAuthority: Sendable {
             }
             let parentKey = try await store.authorityKey(id: parent.id)
             let made = try AuthorityFactory.makeIntermediate(configuration, parent: parent, parentKey: parentKey, state: state, at: now)
-            try await store.insertAuthority(made.record, key: made.key)
+            try await store.insertAuthority(made.record, key: made.key, audit: [audit(made.record.id)])
             return made.record.id
         }
     }

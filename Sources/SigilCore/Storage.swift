@@ -5,10 +5,12 @@ import SigilCrypto
 public protocol AuthorityStore: Sendable {
     /// Every authority, any state.
     func authorities() async throws -> [AuthorityRecord]
-    /// Adds an authority; `key` is encrypted under the key-encryption key before it is written.
-    func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws
-    /// Moves authorities to new states in one transaction (e.g. activate successor + retire predecessor).
-    func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws
+    /// Adds an authority; `key` is encrypted under the key-encryption key before it is written. `audit` is
+    /// appended to the audit chain in the same transaction: a crash never leaves an unaudited authority.
+    func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?, audit: [AuditEvent]) async throws
+    /// Moves authorities to new states in one transaction (e.g. activate successor + retire predecessor),
+    /// with `audit` appended in that transaction.
+    func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date, audit: [AuditEvent]) async throws
     /// Decrypts and returns the private key of authority `id`.
     func authorityKey(id: String) async throws -> PrivateKey
     /// Increases on every change of the set of roots in the bundle (SPIFFE `spiffe_sequence`).
@@ -16,6 +18,18 @@ public protocol AuthorityStore: Sendable {
     /// A deployment setting written at initialisation (trust domain, authority key type, lifetimes).
     func setting(_ key: String) async throws -> String?
     func setSettings(_ values: [String: String]) async throws
+}
+
+extension AuthorityStore {
+    /// Adds an authority with no audit record (tests and fixtures).
+    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws {
+        try await insertAuthority(record, key: key, audit: [])
+    }
+
+    /// Changes authority states with no audit record (tests and fixtures).
+    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws {
+        try await updateAuthorityStates(changes, at: time, audit: [])
+    }
 }
 
 /// One issued certificate as the inventory keeps it (no key, no CSR: only what identifies it).

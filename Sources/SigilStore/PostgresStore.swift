@@ -169,9 +169,9 @@ public final class PostgresStore: SigilStoreBackend {
         }
     }
 
-    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws {
+    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?, audit: [AuditEvent]) async throws {
         let sealed = try key.map { ByteBuffer(bytes: try kek.seal($0.pkcs8DER(), context: record.id)) }
-        try await run {
+        let records = try await run {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 try await connection.query(
                     """
@@ -183,12 +183,14 @@ public final class PostgresStore: SigilStoreBackend {
                 if record.role == .root {
                     try await connection.query("UPDATE meta SET value = value + 1 WHERE key = 'bundle_sequence'", logger: self.logger)
                 }
+                return try await Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, connection: connection, logger: self.logger)
             }
         }
+        if !records.isEmpty { observers.notify(records) }
     }
 
-    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws {
-        try await run {
+    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date, audit: [AuditEvent]) async throws {
+        let records = try await run {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 var rootsChanged = false
                 for change in changes.sorted(by: { $0.state != .active && $1.state == .active }) {
@@ -203,8 +205,10 @@ public final class PostgresStore: SigilStoreBackend {
                 if rootsChanged {
                     try await connection.query("UPDATE meta SET value = value + 1 WHERE key = 'bundle_sequence'", logger: self.logger)
                 }
+                return try await Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, connection: connection, logger: self.logger)
             }
         }
+        if !records.isEmpty { observers.notify(records) }
     }
 
     public func authorityKey(id: String) async throws -> PrivateKey {

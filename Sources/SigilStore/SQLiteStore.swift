@@ -235,9 +235,9 @@ public final class SQLiteStore: SigilStoreBackend {
         }
     }
 
-    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws {
+    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?, audit: [AuditEvent]) async throws {
         let sealed = try key.map { try kek.seal($0.pkcs8DER(), context: record.id) }
-        try await write { db in
+        let records = try await write { db in
             try db.execute(
                 sql: """
                     INSERT INTO authorities (id, role, state, certificate, parent_id, is_upstream, sealed_key, created_at, updated_at)
@@ -249,11 +249,13 @@ public final class SQLiteStore: SigilStoreBackend {
                     record.updatedAt.timeIntervalSince1970,
                 ])
             if record.role == .root { try Self.bumpBundleSequence(db) }
+            return try Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, db)
         }
+        if !records.isEmpty { observers.notify(records) }
     }
 
-    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws {
-        try await write { db in
+    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date, audit: [AuditEvent]) async throws {
+        let records = try await write { db in
             var rootsChanged = false
             // Demotions first so the one-active-per-role index holds at every statement.
             for change in changes.sorted(by: { $0.state != .active && $1.state == .active }) {
@@ -266,7 +268,9 @@ public final class SQLiteStore: SigilStoreBackend {
                 if role == "root" && change.state == .revoked { rootsChanged = true }
             }
             if rootsChanged { try Self.bumpBundleSequence(db) }
+            return try Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, db)
         }
+        if !records.isEmpty { observers.notify(records) }
     }
 
     public func authorityKey(id: String) async throws -> PrivateKey {

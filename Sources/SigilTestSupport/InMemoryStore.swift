@@ -50,7 +50,7 @@ public actor InMemoryStore: CAStore {
         records.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
     }
 
-    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?) async throws {
+    public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?, audit events: [AuditEvent]) async throws {
         try checkWritable()
         guard records[record.id] == nil else { throw StorageError(.conflict, reason: "authority \(record.id) exists") }
         if let parent = record.parentID, records[parent] == nil {
@@ -62,9 +62,10 @@ public actor InMemoryStore: CAStore {
         records = updated
         keys[record.id] = key
         if record.role == .root { sequence += 1 }
+        for event in events { _ = chain(event) }
     }
 
-    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date) async throws {
+    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date, audit events: [AuditEvent]) async throws {
         try checkWritable()
         var updated = records
         var rootsChanged = false
@@ -80,6 +81,7 @@ public actor InMemoryStore: CAStore {
         try Self.checkOneActivePerRole(updated)
         records = updated
         if rootsChanged { sequence += 1 }
+        for event in events { _ = chain(event) }
     }
 
     public func authorityKey(id: String) async throws -> PrivateKey {
