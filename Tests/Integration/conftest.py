@@ -1,11 +1,13 @@
 """Fixtures for the integration tests: the real `sigil` binary, fresh data dirs, CSRs made with the
 `openssl` command, the shared conformance checker; `sigil serve` processes, PostgreSQL databases and
-a throw-away PostgreSQL cluster."""
+a throw-away PostgreSQL cluster. At the end of every session, one more item greps everything sigil
+printed or recorded for the tokens and keys the suite made (support.LEDGER)."""
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from support import (
     CHECK_SVID,
     CSR,
+    LEDGER,
     POSTGRES_ENV,
     REPO_ROOT,
     PostgresCluster,
@@ -201,3 +204,88 @@ def postgres_cluster():
         yield cluster
     finally:
         cluster.destroy()
+
+
+# --- schemathesis items (test_api_conformance.py) -----------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis (under schemathesis) keeps caches in ./.hypothesis: a temp dir instead, not the work tree."""
+    if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+        directory = tempfile.mkdtemp(prefix="sigil-it-hypothesis.")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = directory
+        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """`@schema.parametrize()` names its items `test_x[POST /v1/certificates]`, but pytest 9.2 builds a
+    node ID from the function's original name, which schemathesis 4.32 sets to the bare `test_x`: every
+    operation got the same ID (in -v output, the failure summary and --deselect). Give each item its
+    operation as the parameter part of its ID, as the item name already has it."""
+    label = getattr(item, "operation_label", None)
+    node_id = getattr(item, "_id", None)
+    if label and node_id is not None and node_id.params is None and item.name.endswith(f"[{label}]"):
+        item._id = node_id.with_params(label)
+
+
+# --- the secrets scan ---------------------------------------------------------------------------------
+# support.LEDGER collects every secret the suite makes and every output sigil produces (rotation_support's
+# background processes hand theirs over each time one stops or restarts).
+
+
+class SecretsLeaked(AssertionError):
+    pass
+
+
+_LATE_FINDINGS = pytest.StashKey[list]()
+
+
+class SecretsScan(pytest.Item):
+    """The last item of every session: every line of sigil's output (processes, commands, audit sinks and
+    audit tables) against every token and private key the suite made, JWT-shaped strings and the PEM
+    private-key marker. Last, so every other module's servers have stopped and printed everything."""
+
+    def runtest(self) -> None:
+        findings = LEDGER.scan()
+        if findings:
+            shown = "\n".join(str(f) for f in findings[:40])
+            more = f"\n… and {len(findings) - 40} more" if len(findings) > 40 else ""
+            raise SecretsLeaked(
+                f"{len(findings)} line(s) of sigil output hold a secret ({LEDGER.stats}):\n{shown}{more}"
+            )
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SecretsLeaked):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, "secrets scan of all sigil output"
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: the scan always runs when anything else does
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if items and not config.getoption("collectonly"):
+        scan = SecretsScan.from_parent(session, name="secrets_scan", path=Path(__file__), nodeid="conftest.py::secrets_scan")
+        items.append(scan)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Output printed after the scan item (session-scoped fixtures' servers stopping): scanned here."""
+    if LEDGER.stats:
+        late = LEDGER.scan(only_changed=True)
+        if late:
+            session.config.stash[_LATE_FINDINGS] = late
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    late = config.stash.get(_LATE_FINDINGS, [])
+    if late:
+        terminalreporter.write_sep("=", "secrets in sigil output printed after the scan item", red=True)
+        for finding in late:
+            terminalreporter.write_line(str(finding))
+    if LEDGER.stats:
+        terminalreporter.write_line(f"secrets scan: {LEDGER.stats}")
+    for gap in LEDGER.gaps:
+        terminalreporter.write_line(f"secrets scan could not read: {gap}")

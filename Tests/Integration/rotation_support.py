@@ -28,7 +28,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from support import CHECK_SVID, CRASH_MARKERS, Result, Sigil, run, sha256_hex, stop_process
+from support import CHECK_SVID, CRASH_MARKERS, LEDGER, Result, Sigil, run, sha256_hex, stop_process
 
 LISTENING = re.compile(r"^sigil listening on (?P<url>https://127\.0\.0\.1:\d+)$", re.M)
 POSTGRES_ENV = "SIGIL_TEST_POSTGRES_URL"
@@ -81,6 +81,10 @@ class Background:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Background":
+        # A restart under the same name overwrites the output files: hand the last life's output to the
+        # secrets scan first (the rig deletes these files at teardown, before the scan runs).
+        if self.stdout() or self.stderr():
+            LEDGER.sigil_process_stopped(self.args, self.stdout(), self.stderr())
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
                 self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=clean_env(self.env), start_new_session=True
@@ -100,7 +104,9 @@ class Background:
         """SIGTERM, wait up to `timeout` s, then SIGKILL. Returns the exit status (negative: signal)."""
         if self.process is None:
             return None
-        return stop_process(self.process, timeout)
+        status = stop_process(self.process, timeout)
+        LEDGER.sigil_process_stopped(self.args, self.stdout(), self.stderr())
+        return status
 
     def kill(self) -> None:
         """SIGKILL: a crash, as far as everybody else can tell."""
