@@ -137,6 +137,18 @@ class HostileRig:
         """Every refusal so far had its own request id."""
         assert len(set(self.refusals)) == len(self.refusals), "two refusals share a request id"
 
+    def assert_survived(self, sigil) -> None:
+        """End of a module: the same process still runs and issues, never answered a 5xx, logged or audited no
+        token, gave every refusal its own request id, and its audit chain verifies."""
+        assert self.server.running, self.server.describe()
+        self.assert_serves()
+        statuses = {dict(labels)["code"] for (name, labels) in self.server.metrics() if name == "sigil_http_requests_total"}
+        assert statuses and not {s for s in statuses if s.startswith("5")}, sorted(statuses)
+        self.assert_no_token_leaked()
+        self.assert_refusals_distinct()
+        result = sigil.run("audit", "verify", "--data-dir", self.server.data_dir)
+        assert result.returncode == 0, result
+
     def assert_no_token_leaked(self) -> None:
         """No token (or its payload or signature) in the server's log, stdout or the audit sink."""
         texts = {"stderr": self.server.stderr, "stdout": self.server.stdout, "audit sink": self.sink.read_text()}
