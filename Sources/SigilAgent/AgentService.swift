@@ -98,7 +98,7 @@ public final class AgentService: Service, Sendable {
                             logger.warning("current certificate chains to a \(reason) authority; renewing now", metadata: ["sigil.serial": "\(held.serial)"])
                         }
                         if bundleSequence != authorities.bundle_sequence {
-                            if bundleSequence != nil { try await writeBundle(try await client.bundlePEM()) }
+                            if bundleSequence != nil { try writeBundle(try await client.bundlePEM()) }
                             bundleSequence = authorities.bundle_sequence
                         }
                     }

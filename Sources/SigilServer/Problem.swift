@@ -69,6 +69,8 @@ extension CAError {
             detail: detail ?? code.clientDetail, code: code.rawValue, request_id: requestID)
         let body = (try? JSONEncoder.sorted.encode(problem)) ?? Data()
         var headers: HTTPFields = [.contentType: "application/problem+json"]
+        // RFC 9110 §11.6.1: a 401 names the scheme to authenticate with.
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         if code == .rateLimited {
             // RFC 9110 §10.2.3: whole seconds; round up so a client that waits exactly this long is let in.
             let wait = retryAfter ?? .seconds(1)

@@ -12,7 +12,7 @@ import Synchronization
 /// each concurrency for a fixed duration, and prints one JSON object per level.
 ///
 /// Usage: sigil-load --url URL [--ca-bundle PEM] [--tokens FILE] [--api sigil|cfssl] [--csrs N]
-///                   [--concurrency 1,8,64,256] [--duration 10] [--warmup 2]
+///                   [--concurrency 1,8,64,256] [--duration 10] [--warmup 2] [--rate REQUESTS_PER_SECOND]
 @main
 struct LoadGenerator {
     struct Options: Sendable {
@@ -24,6 +24,8 @@ struct LoadGenerator {
         var concurrency = [1, 8, 64, 256]
         var duration = 10.0
         var warmup = 2.0
+        /// Requests per second across all workers (0: as fast as the server answers).
+        var rate = 0.0
     }
 
     static func parse() -> Options {
@@ -40,6 +42,7 @@ struct LoadGenerator {
             case "--concurrency": options.concurrency = value.split(separator: ",").compactMap { Int($0) }
             case "--duration": options.duration = Double(value) ?? options.duration
             case "--warmup": options.warmup = Double(value) ?? options.warmup
+            case "--rate": options.rate = Double(value) ?? options.rate
             default:
                 FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8))
                 exit(2)
@@ -89,6 +92,12 @@ struct LoadGenerator {
                     var firstError: String? = nil
                     while ContinuousClock.now < deadline {
                         let index = next.next()
+                        if options.rate > 0 {
+                            // Paced: request n starts at n / rate seconds (`scripts/soak` holds a fixed load).
+                            let slot = started + .microseconds(Int64(Double(index) / options.rate * 1e6))
+                            if slot >= deadline { break }
+                            try? await Task.sleep(until: slot, clock: .continuous)
+                        }
                         var request = HTTPClientRequest(url: options.url)
                         request.method = .POST
                         request.headers.add(name: "Content-Type", value: "application/json")

@@ -18,6 +18,11 @@ struct AdminSocketOption: ParsableArguments {
         guard FileManager.default.fileExists(atPath: socket) else {
             throw CLIError("not_found", "no admin socket at \(socket): is `sigil serve` running with this data directory?")
         }
+        // A socket file left by a server that was killed refuses connections; the HTTP client would retry
+        // until its deadline. Say so at once instead.
+        guard Self.accepts(socket) else {
+            throw CLIError("unavailable", "nothing listens on \(socket): `sigil serve` is not running (the file is left from a stopped server)")
+        }
         let encoded = socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? socket
         var request = HTTPClientRequest(url: "http+unix://\(encoded)\(path)")
         if let body {
@@ -25,13 +30,37 @@ struct AdminSocketOption: ParsableArguments {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        } catch {
+            throw CLIError("unavailable", "the server on \(socket) did not answer: \(error)")
+        }
         let data = Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
         let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         guard (200..<300).contains(Int(response.status.code)) else {
             throw CLIError(object["code"] as? String ?? "admin_error", object["detail"] as? String ?? "HTTP \(response.status.code)")
         }
         return object
+    }
+
+    /// Whether a unix stream socket at `path` accepts a connection.
+    static func accepts(_ path: String) -> Bool {
+        let fd = Foundation.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return result == 0
     }
 }
 

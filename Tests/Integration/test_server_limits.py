@@ -18,7 +18,7 @@ def rate_limited(sigil, data_dir) -> list[dict]:
 
 def test_client_over_its_burst_gets_429_with_retry_after_and_one_audit_record(sigil, start_server, tmp_path):
     # 0.01/s: no token refills during the test, so the count of successes is exact.
-    server = start_server(tmp_path / "pki", "--rate-limit-client", "0.01", "--rate-limit-client-burst", "3").start()
+    server = start_server(tmp_path / "pki", "--rate-limit-client", "0.01", "--rate-limit-client-burst", "3")
     token = dev_token(sigil, server.data_dir)
     csr, _ = python_csr()
     for _ in range(3):
@@ -42,7 +42,7 @@ def test_client_over_its_burst_gets_429_with_retry_after_and_one_audit_record(si
 def test_identity_limit_is_per_identity(sigil, start_server, tmp_path):
     server = start_server(
         tmp_path / "pki", "--rate-limit-identity", "0.01", "--rate-limit-identity-burst", "2", "--rate-limit-client", "0"
-    ).start()
+    )
     web = dev_token(sigil, server.data_dir, "default", "web")
     other = dev_token(sigil, server.data_dir, "default", "other")
     web_csr, _ = python_csr()
@@ -57,7 +57,7 @@ def test_identity_limit_is_per_identity(sigil, start_server, tmp_path):
 
 
 def test_limits_can_be_turned_off(sigil, start_server, tmp_path):
-    server = start_server(tmp_path / "pki", "--rate-limit-client", "0", "--rate-limit-identity", "0").start()
+    server = start_server(tmp_path / "pki", "--rate-limit-client", "0", "--rate-limit-identity", "0")
     token = dev_token(sigil, server.data_dir)
     csr, _ = python_csr()
     with __import__("requests").Session() as session:
@@ -100,7 +100,7 @@ def closed_after(connection: ssl.SSLSocket) -> float:
 
 
 def test_a_connection_that_sends_nothing_or_half_a_request_is_closed(start_server, tmp_path):
-    server = start_server(tmp_path / "pki", "--request-timeout", "1s").start()
+    server = start_server(tmp_path / "pki", "--request-timeout", "1s")
     silent = tls_connection(server)
     half_head = tls_connection(server)
     half_head.sendall(b"POST /v1/certificates HTTP/1.1\r\nHost: localhost\r\n")
