@@ -57,7 +57,7 @@ public enum StrictJSON {
             switch current {
             case UInt8(ascii: "{"): try object(depth: depth + 1)
             case UInt8(ascii: "["): try array(depth: depth + 1)
-            case UInt8(ascii: "\""): _ = try string()
+            case UInt8(ascii: "\""): _ = try string(keep: false)
             case UInt8(ascii: "t"): try literal("true")
             case UInt8(ascii: "f"): try literal("false")
             case UInt8(ascii: "n"): try literal("null")
@@ -77,7 +77,7 @@ public enum StrictJSON {
             while true {
                 skipWhitespace()
                 guard current == UInt8(ascii: "\"") else { throw Failure("expected a member name at byte \(offset)") }
-                let name = try string()
+                let name = try string(keep: true)
                 guard names.insert(name).inserted else { throw Failure("duplicate member name \"\(name.prefix(40))\"") }
                 skipWhitespace()
                 try expect(UInt8(ascii: ":"))
@@ -145,12 +145,14 @@ public enum StrictJSON {
             }
         }
 
-        /// A string's decoded value (member names are compared decoded: "a" and "\u0061" are the same name).
-        mutating func string() throws -> String {
+        /// A string, checked; with `keep`, its decoded value (member names are compared decoded: "a" and
+        /// "\u0061" are the same name). Values are only checked, not copied: a CSR is most of a request body.
+        mutating func string(keep: Bool) throws -> String {
             try expect(UInt8(ascii: "\""))
             var scalars = String.UnicodeScalarView()
             var raw: [UInt8] = []
             func flush() {
+                guard keep else { return }
                 scalars.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars)
                 raw.removeAll(keepingCapacity: true)
             }
@@ -191,7 +193,7 @@ public enum StrictJSON {
                 case 0..<0x20:
                     throw Failure("control character in string at byte \(offset - 1)")
                 default:
-                    raw.append(byte)
+                    if keep { raw.append(byte) }
                 }
             }
             throw Failure("unterminated string")

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import NIOCore
 import NIOSSL
 import ServiceLifecycle
 import SigilCore
@@ -114,7 +115,7 @@ public func buildServer(
     let requestTimeout = configuration.requestTimeout
     let http = HTTP1Channel.Configuration(
         additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout, logger: logger)],
-        idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.timeInterval * 1e9)),
+        idleTimeout: TimeAmount(configuration.idleTimeout),
         // Bearer tokens are capped at 16 KiB by the verifier; larger header fields are refused by the parser.
         httpDecoderConfiguration: .init(maxHeaderFieldSize: 32 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
     let app = Application(

@@ -66,10 +66,7 @@ final class SigilAPI: Sendable {
         var auditRefusal = true
         do {
             // Per client first, before any parsing or token check: the cheap refusal is the point.
-            if case .limited(let wait, let audit) = clientLimiter.take(requester.clientAddress ?? "unknown") {
-                auditRefusal = audit
-                throw CAError.rateLimited(reason: "client \(requester.clientAddress ?? "unknown") over \(clientLimiter.limit)", retryAfter: wait)
-            }
+            try admit(clientLimiter, "client \(requester.clientAddress ?? "unknown")", auditRefusal: &auditRefusal)
             // Exactly one Content-Type whose media type (parameters aside) is application/json: a prefix match
             // let application/jsonp or "application/json, text/plain" through.
             let contentTypes = request.headers[values: .contentType]
@@ -83,10 +80,7 @@ final class SigilAPI: Sendable {
                 throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
             }
             let identity = try await authenticate(request, context: context, requester: &requester)
-            if case .limited(let wait, let audit) = identityLimiter.take(identity.description) {
-                auditRefusal = audit
-                throw CAError.rateLimited(reason: "identity over \(identityLimiter.limit)", retryAfter: wait)
-            }
+            try admit(identityLimiter, "identity \(identity)", auditRefusal: &auditRefusal)
             let issuance = try await readBody(request).request(for: identity)
             reachedAuthority = true
             let issued = try await ca.issue(issuance, requester: requester)
@@ -114,6 +108,14 @@ final class SigilAPI: Sendable {
                 metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(context.id)"])
             throw error
         }
+    }
+
+    /// Takes one request's worth from `key`'s bucket, or throws `rate_limited`; `auditRefusal` says whether
+    /// this refusal is the one a minute that is audited.
+    private func admit(_ limiter: RateLimiter, _ key: String, auditRefusal: inout Bool) throws {
+        guard case .limited(let wait, let audit) = limiter.take(key) else { return }
+        auditRefusal = audit
+        throw CAError.rateLimited(reason: "\(key) over \(limiter.limit)", retryAfter: wait)
     }
 
     private func readBody(_ request: Request) async throws -> IssuanceRequestBody {

@@ -9,6 +9,9 @@ final class GroupCommit: Sendable {
     struct Item: Sendable {
         let inventory: InventoryRecord?
         let event: AuditEvent
+
+        /// Audit events with no inventory row (authority changes).
+        static func events(_ events: [AuditEvent]) -> [Item] { events.map { Item(inventory: nil, event: $0) } }
     }
 
     private struct Waiting {

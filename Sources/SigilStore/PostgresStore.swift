@@ -183,7 +183,7 @@ public final class PostgresStore: SigilStoreBackend {
                 if record.role == .root {
                     try await connection.query("UPDATE meta SET value = value + 1 WHERE key = 'bundle_sequence'", logger: self.logger)
                 }
-                return try await Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, connection: connection, logger: self.logger)
+                return try await Self.appendBatch(GroupCommit.Item.events(audit), connection: connection, logger: self.logger)
             }
         }
         if !records.isEmpty { observers.notify(records) }
@@ -205,7 +205,7 @@ public final class PostgresStore: SigilStoreBackend {
                 if rootsChanged {
                     try await connection.query("UPDATE meta SET value = value + 1 WHERE key = 'bundle_sequence'", logger: self.logger)
                 }
-                return try await Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, connection: connection, logger: self.logger)
+                return try await Self.appendBatch(GroupCommit.Item.events(audit), connection: connection, logger: self.logger)
             }
         }
         if !records.isEmpty { observers.notify(records) }

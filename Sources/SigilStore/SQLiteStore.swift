@@ -249,7 +249,7 @@ public final class SQLiteStore: SigilStoreBackend {
                     record.updatedAt.timeIntervalSince1970,
                 ])
             if record.role == .root { try Self.bumpBundleSequence(db) }
-            return try Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, db)
+            return try Self.appendBatch(GroupCommit.Item.events(audit), db)
         }
         if !records.isEmpty { observers.notify(records) }
     }
@@ -268,7 +268,7 @@ public final class SQLiteStore: SigilStoreBackend {
                 if role == "root" && change.state == .revoked { rootsChanged = true }
             }
             if rootsChanged { try Self.bumpBundleSequence(db) }
-            return try Self.appendBatch(audit.map { GroupCommit.Item(inventory: nil, event: $0) }, db)
+            return try Self.appendBatch(GroupCommit.Item.events(audit), db)
         }
         if !records.isEmpty { observers.notify(records) }
     }

@@ -43,9 +43,7 @@ func readEverything(_ csr: CertificateSigningRequest) {
     _ = extensions.subjectAlternativeNames.map(\.description)
     _ = try? csr.der
     // The policy's verdict on it, for a fixed identity: every path of CertificateIssuer.evaluate.
-    _ = Fixture.issuer.evaluate(
-        IssuanceRequest(csr: csr, identity: Fixture.identity), trustDomain: Fixture.identity.trustDomain,
-        issuerNotAfter: Fixture.now + .seconds(86_400), at: Fixture.now)
+    _ = Fixture.evaluate(IssuanceRequest(csr: csr, identity: Fixture.identity))
 }
 
 /// A certificate from DER and every accessor the CA, inspect and the agent use.
@@ -105,7 +103,7 @@ func fuzzJWT(_ data: UnsafeRawBufferPointer) {
 /// The request body exactly as the server reads it: JSON → IssuanceRequestBody → IssuanceRequest → policy.
 func fuzzRequest(_ data: UnsafeRawBufferPointer) {
     guard let body = try? IssuanceRequestBody.decode(Data(data)), let request = try? body.request(for: Fixture.identity) else { return }
-    _ = Fixture.issuer.evaluate(request, trustDomain: Fixture.identity.trustDomain, issuerNotAfter: Fixture.now + .seconds(86_400), at: Fixture.now)
+    _ = Fixture.evaluate(request)
 }
 
 // MARK: Fixtures
@@ -116,6 +114,11 @@ enum Fixture {
     static let issuer = CertificateIssuer(policy: IssuancePolicy(dnsTemplates: ["{service_account}.{namespace}.svc"]))
     static let verifier = JWKSTokenVerifier(
         policy: TokenPolicy(issuer: "https://kubernetes.default.svc"), source: StaticJWKS(), clock: FixedClock())
+
+    /// The policy's verdict for an issuer of the fixture's trust domain with a day left to live.
+    static func evaluate(_ request: IssuanceRequest) -> PolicyDecision {
+        issuer.evaluate(request, trustDomain: identity.trustDomain, issuerNotAfter: now + .seconds(86_400), at: now)
+    }
 }
 
 struct FixedClock: WallClock {

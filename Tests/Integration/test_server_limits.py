@@ -8,6 +8,7 @@ import ssl
 import time
 
 import pytest
+import requests
 
 from support import WEB_ID, assert_issued, assert_problem, audit_records, dev_token, python_csr, token_parts
 
@@ -60,7 +61,7 @@ def test_limits_can_be_turned_off(sigil, start_server, tmp_path):
     server = start_server(tmp_path / "pki", "--rate-limit-client", "0", "--rate-limit-identity", "0")
     token = dev_token(sigil, server.data_dir)
     csr, _ = python_csr()
-    with __import__("requests").Session() as session:
+    with requests.Session() as session:
         for _ in range(30):
             assert server.post_csr(csr, token, session=session).status_code == 201
 
