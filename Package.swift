@@ -128,7 +128,7 @@ let package = Package(
             dependencies: ["SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "JWTKit", package: "jwt-kit")],
             exclude: ["Fixtures/README.md"]
         ),
-        .testTarget(name: "SigilAgentTests", dependencies: ["SigilAgent", "SigilCore"]),
+        .testTarget(name: "SigilAgentTests", dependencies: ["SigilAgent", "SigilCore", "SigilTestSupport"]),
         .testTarget(
             name: "SigilStoreTests",
             dependencies: [

@@ -130,14 +130,7 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     /// RFC 3339 UTC with microseconds.
-    public static func timestamp(_ date: Date) -> String {
-        let micros = date.microsecondsSince1970
-        let seconds = Date(timeIntervalSince1970: TimeInterval(micros / 1_000_000))
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        let base = formatter.string(from: seconds).replacingOccurrences(of: "Z", with: "")
-        return base + String(format: ".%06dZ", Int(micros % 1_000_000))
-    }
+    public static func timestamp(_ date: Date) -> String { Timestamp.microseconds(date) }
 }
 
 extension Date {

@@ -209,9 +209,5 @@ public struct IssuanceResponse: Codable, Sendable, Equatable {
     }
 
     /// RFC 3339 UTC, whole seconds (`2026-11-25T14:49:56Z`).
-    public static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
+    public static func timestamp(_ date: Date) -> String { Timestamp.seconds(date) }
 }
