@@ -11,7 +11,7 @@ public enum CertificateLint {
     ) -> [String] {
         var problems = issuerProblems(leaf, issuer: issuer)
         if leaf.serial.bitLength < 64 { problems.append("serial shorter than 64 bits") }
-        if leaf.publicKey.der != publicKey.der { problems.append("public key differs from the CSR's") }
+        if leaf.subjectPublicKeyInfoDER != publicKey.der { problems.append("public key differs from the CSR's") }
         let expectedNames: [GeneralName] = [.uri(identity.description)] + extraNames
         if let sans = leaf.subjectAlternativeNames {
             if sans.value != expectedNames { problems.append("SAN \(sans.value) != \(expectedNames)") }

@@ -1,23 +1,51 @@
 internal import COpenSSL
 import Foundation
+import Synchronization
 
 /// A parsed X.509 certificate. Immutable; safe to share between tasks.
 public final class Certificate: @unchecked Sendable, Hashable, CustomStringConvertible {
+    /// Parsed in `Algorithms.structural`: every field, with the public key kept as bytes. For reading fields.
     let pointer: OpaquePointer
     /// The certificate's DER encoding, exactly as parsed.
     public let der: [UInt8]
+    /// The parse with the public key decoded, made on first use: see `keyedPointer`.
+    private let keyed = Mutex<OpaquePointer?>(nil)
 
-    init(taking pointer: OpaquePointer, der: [UInt8]) {
+    private init(taking pointer: OpaquePointer, der: [UInt8]) {
         self.pointer = pointer
         self.der = der
     }
 
-    deinit { X509_free(pointer) }
+    deinit {
+        X509_free(pointer)
+        keyed.withLock { if let parsed = $0 { X509_free(parsed) } }
+    }
 
     /// Parses a DER certificate.
     public convenience init(der: [UInt8]) throws {
-        let pointer = try decodeDER(der, "certificate", free: { X509_free($0) }) { cursor, length in d2i_X509(nil, cursor, length) }
+        let pointer = try decodeDER(der, "certificate", free: { X509_free($0) }) { cursor, length in
+            ASN1_item_d2i_ex(nil, cursor, length, X509_it(), Algorithms.shared.structural, nil)
+        }
+        // Cache the extensions now, once: that step also tries a SHA-1 fingerprint, which the structural
+        // context cannot compute, and leaves an error behind.
+        _ = X509_get_extension_flags(pointer)
+        drainErrorQueue()
         self.init(taking: pointer, der: der)
+    }
+
+    /// The certificate parsed with its public key decoded, in the default library context: for the key itself
+    /// and for OpenSSL operations on the certificate (signature checks, path validation), which run in the
+    /// certificate's context. Parsed on first use and kept. Falls back to the structural parse, whose key
+    /// cannot be used, only if OpenSSL fails where the structural parse succeeded.
+    var keyedPointer: OpaquePointer {
+        keyed.withLock { cached in
+            if let cached { return cached }
+            guard let parsed = try? decodeDER(der, "certificate", free: { X509_free($0) }, { d2i_X509(nil, $0, $1) }) else {
+                return pointer
+            }
+            cached = parsed
+            return parsed
+        }
     }
 
     /// Parses the first `CERTIFICATE` block of `pem`.
@@ -55,12 +83,16 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     public var notBefore: Date { readTime(X509_get0_notBefore(pointer)) }
     public var notAfter: Date { readTime(X509_get0_notAfter(pointer)) }
 
-    /// The SubjectPublicKeyInfo, without decoding the key into an EVP_PKEY unless its size is needed.
+    /// The SubjectPublicKeyInfo's DER, as it is in the certificate (no key decoding).
+    public var subjectPublicKeyInfoDER: [UInt8] {
+        (try? encodeDER("SPKI") { i2d_X509_PUBKEY(X509_get_X509_PUBKEY(pointer), $0) }) ?? []
+    }
+
+    /// The SubjectPublicKeyInfo and the key's algorithm (which decodes the key).
     public var publicKey: PublicKeyInfo {
-        let der = (try? encodeDER("SPKI") { i2d_X509_PUBKEY(X509_get_X509_PUBKEY(pointer), $0) }) ?? []
-        let algorithm = X509_get0_pubkey(pointer).map(describeKey) ?? .other("undecodable")
+        let algorithm = X509_get0_pubkey(keyedPointer).map(describeKey) ?? .other("undecodable")
         drainErrorQueue()
-        return PublicKeyInfo(der: der, algorithm: algorithm)
+        return PublicKeyInfo(der: subjectPublicKeyInfoDER, algorithm: algorithm)
     }
 
     /// SHA-256 over the DER certificate, lowercase hex.
@@ -150,11 +182,11 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
 
     /// Checks this certificate's signature with `issuer`'s public key.
     public func isSigned(by issuer: Certificate) -> Bool {
-        guard let key = X509_get0_pubkey(issuer.pointer) else {
+        guard let key = X509_get0_pubkey(issuer.keyedPointer) else {
             drainErrorQueue()
             return false
         }
-        let ok = X509_verify(pointer, key) == 1
+        let ok = X509_verify(keyedPointer, key) == 1
         if !ok { drainErrorQueue() }
         return ok
     }
@@ -184,7 +216,7 @@ func readTime(_ time: UnsafePointer<ASN1_TIME>?) -> Date {
 extension Certificate {
     /// The public key's JWK parameters (RFC 7518 §6.2/§6.3, RFC 8037 §2); see `jwkParameters(of:)`.
     public var jwkPublicParameters: [String: String] {
-        guard let key = X509_get0_pubkey(pointer) else {
+        guard let key = X509_get0_pubkey(keyedPointer) else {
             drainErrorQueue()
             return [:]
         }

@@ -46,7 +46,7 @@ public final class CertificateRevocationList: @unchecked Sendable {
 
     /// Whether `issuer`'s key signed this CRL.
     public func isSigned(by issuer: Certificate) -> Bool {
-        guard let key = X509_get0_pubkey(issuer.pointer) else { return false }
+        guard let key = X509_get0_pubkey(issuer.keyedPointer) else { return false }
         let ok = X509_CRL_verify(pointer, key) == 1
         drainErrorQueue()
         return ok

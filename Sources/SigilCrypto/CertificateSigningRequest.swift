@@ -3,16 +3,28 @@ internal import COpenSSL
 /// A parsed PKCS#10 certificate signing request. Immutable after parsing.
 public final class CertificateSigningRequest: @unchecked Sendable {
     let pointer: OpaquePointer
+    /// The subject public key, decoded once; nil when it cannot be (unknown curve, malformed point).
+    let key: OpaquePointer?
 
-    init(taking pointer: OpaquePointer) { self.pointer = pointer }
-    deinit { X509_REQ_free(pointer) }
+    private init(taking pointer: OpaquePointer) {
+        self.pointer = pointer
+        key = decodeSubjectPublicKey(X509_REQ_get_X509_PUBKEY(pointer))
+    }
 
-    /// Parses a DER CSR: strict DER with every field of RFC 2986 present (see `DERStructure`).
+    deinit {
+        X509_REQ_free(pointer)
+        if let key { EVP_PKEY_free(key) }
+    }
+
+    /// Parses a DER CSR: strict DER with every field of RFC 2986 present (see `DERStructure`). OpenSSL parses
+    /// the structure (`Algorithms.structural`); the key is decoded by `decodeSubjectPublicKey`.
     public convenience init(der: [UInt8]) throws {
         guard DERStructure.isCertificationRequest(der) else {
             throw OpenSSLError(code: .invalidEncoding, reason: "not a DER PKCS#10 request (BER lengths or missing fields)", file: #fileID, line: #line)
         }
-        let pointer = try decodeDER(der, "CSR", free: { X509_REQ_free($0) }) { cursor, length in d2i_X509_REQ(nil, cursor, length) }
+        let pointer = try decodeDER(der, "CSR", free: { X509_REQ_free($0) }) { cursor, length in
+            ASN1_item_d2i_ex(nil, cursor, length, X509_REQ_it(), Algorithms.shared.structural, nil)
+        }
         self.init(taking: pointer)
     }
 
@@ -34,7 +46,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         key: PrivateKey, subject: DistinguishedName = .empty, subjectAlternativeNames: [GeneralName]
     ) throws -> CertificateSigningRequest {
         guard let request = X509_REQ_new() else { throw OpenSSLError.drain(.operationFailed, "X509_REQ_new") }
-        let csr = CertificateSigningRequest(taking: request)
+        defer { X509_REQ_free(request) }
         guard X509_REQ_set_version(request, 0) == 1, X509_REQ_set_pubkey(request, key.pointer) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "X509_REQ_set_pubkey")
         }
@@ -64,7 +76,8 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         guard EVP_DigestSignInit(context.pointer, nil, signingDigest(for: key.pointer), nil, key.pointer) == 1,
             X509_REQ_sign_ctx(request, context.pointer) > 0
         else { throw OpenSSLError.drain(.operationFailed, "X509_REQ_sign_ctx") }
-        return csr
+        // Parsed back, so that a created request is read exactly as a received one.
+        return try CertificateSigningRequest(der: try encodeDER("CSR") { i2d_X509_REQ(request, $0) })
     }
 
     public var der: [UInt8] {
@@ -77,11 +90,9 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     /// Proof of possession: whether the CSR is signed by the private key of the public key it carries.
     public func verifySignature() -> Bool {
-        guard let key = X509_REQ_get0_pubkey(pointer) else {
-            drainErrorQueue()
-            return false
-        }
-        let ok = X509_REQ_verify(pointer, key) == 1
+        guard let key else { return false }
+        // In the default library context: the request itself was parsed in the structural one.
+        let ok = X509_REQ_verify_ex(pointer, key, nil, nil) == 1
         if !ok { drainErrorQueue() }
         return ok
     }
@@ -90,10 +101,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     /// The public key; `nil` when the key cannot be decoded (unknown curve, malformed point).
     public var publicKey: PublicKeyInfo? {
-        guard let key = X509_REQ_get0_pubkey(pointer) else {
-            drainErrorQueue()
-            return nil
-        }
+        guard let key else { return nil }
         guard let der = try? encodeDER("SPKI", { i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(pointer), $0) }) else {
             drainErrorQueue()
             return nil
@@ -104,10 +112,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
     /// Why the public key must not be certified although its type is known (weak RSA exponent, explicit
     /// EC parameters), or nil; see `keyWeakness`.
     public var publicKeyWeakness: String? {
-        guard let key = X509_REQ_get0_pubkey(pointer) else {
-            drainErrorQueue()
-            return "public key cannot be decoded"
-        }
+        guard let key else { return "public key cannot be decoded" }
         return keyWeakness(key)
     }
 

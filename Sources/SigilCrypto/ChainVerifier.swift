@@ -19,7 +19,7 @@ public enum ChainVerifier {
         guard let store = X509_STORE_new() else { throw OpenSSLError.drain(.operationFailed, "X509_STORE_new") }
         defer { X509_STORE_free(store) }
         for root in roots {
-            guard X509_STORE_add_cert(store, root.pointer) == 1 else {
+            guard X509_STORE_add_cert(store, root.keyedPointer) == 1 else {
                 throw OpenSSLError.drain(.operationFailed, "X509_STORE_add_cert")
             }
         }
@@ -35,13 +35,13 @@ public enum ChainVerifier {
         guard let untrusted = copenssl_sk_X509_new_null() else { throw OpenSSLError.drain(.operationFailed, "sk_X509_new") }
         defer { copenssl_sk_X509_free(untrusted) }  // the stack only borrows the certificates
         for intermediate in intermediates {
-            guard copenssl_sk_X509_push(untrusted, intermediate.pointer) > 0 else {
+            guard copenssl_sk_X509_push(untrusted, intermediate.keyedPointer) > 0 else {
                 throw OpenSSLError.drain(.operationFailed, "sk_X509_push")
             }
         }
         guard let context = X509_STORE_CTX_new() else { throw OpenSSLError.drain(.operationFailed, "X509_STORE_CTX_new") }
         defer { X509_STORE_CTX_free(context) }
-        guard X509_STORE_CTX_init(context, store, leaf.pointer, untrusted) == 1 else {
+        guard X509_STORE_CTX_init(context, store, leaf.keyedPointer, untrusted) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "X509_STORE_CTX_init")
         }
         X509_STORE_CTX_set_time(context, 0, time_t(time.timeIntervalSince1970))
