@@ -156,8 +156,10 @@ public final class SQLiteStore: SigilStoreBackend {
     }
 
     /// Appends a batch in the caller's write transaction, continuing the chain from its last record.
+    /// Statements on the issuance path are prepared once per connection (`cachedStatement`): SQLite's
+    /// parser was 3 % of the server's CPU.
     static func appendBatch(_ items: [GroupCommit.Item], _ db: Database) throws -> [AuditRecord] {
-        let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        let last = try Row.fetchOne(try db.cachedStatement(sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"))
         var sequence: Int64 = last?["seq"] ?? 0
         var previous: String = last?["hash"] ?? AuditRecord.genesisHash
         var records: [AuditRecord] = []
@@ -166,12 +168,13 @@ public final class SQLiteStore: SigilStoreBackend {
             sequence += 1
             let record = AuditRecord.chained(item.event, sequence: sequence, previousHash: previous)
             let event = record.event
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO audit (seq, time_us, actor, action, outcome, code, reason, subject, serial, authority_id, key_sha256,
                                        request_id, client_address, token_hmac, prev_hash, hash)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     record.sequence, event.time.microsecondsSince1970, event.actor, event.action.rawValue, event.outcome.rawValue,
                     event.code, event.reason, event.subject, event.serial, event.authorityID, event.publicKeySHA256, event.requestID,
@@ -326,11 +329,12 @@ public final class SQLiteStore: SigilStoreBackend {
     }
 
     static func insert(_ record: InventoryRecord, _ db: Database) throws {
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO certificates (serial, spiffe_id, authority_id, not_before, not_after, key_sha256, issued_at, revoked_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+                """
+        ).execute(
             arguments: [
                 record.serial.hex, record.spiffeID.description, record.authorityID, record.notBefore.timeIntervalSince1970,
                 record.notAfter.timeIntervalSince1970, record.publicKeySHA256, record.issuedAt.timeIntervalSince1970,
