@@ -210,4 +210,18 @@ public struct IssuanceResponse: Codable, Sendable, Equatable {
 
     /// RFC 3339 UTC, whole seconds (`2026-11-25T14:49:56Z`).
     public static func timestamp(_ date: Date) -> String { Timestamp.seconds(date) }
+
+    /// The JSON body, keys sorted, written directly: JSONEncoder was 3 % of the server's CPU. It decodes to
+    /// an equal value (tested).
+    public var json: [UInt8] {
+        var writer = JSONObjectWriter()
+        writer.field("chain", chain)
+        writer.field("not_after", not_after)
+        writer.field("not_before", not_before)
+        writer.field("renew_after", renew_after)
+        writer.field("serial", serial)
+        writer.field("spiffe_id", spiffe_id)
+        writer.field("trust_bundle", trust_bundle)
+        return writer.finish()
+    }
 }

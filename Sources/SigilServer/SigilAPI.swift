@@ -89,7 +89,9 @@ final class SigilAPI: Sendable {
                 "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
             metrics.issued.increment()
             metrics.issuanceDuration.record(ContinuousClock.now - started)
-            return try Self.json(IssuanceResponse(issued, trustBundle: roots), status: .created)
+            return Response(
+                status: .created, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: IssuanceResponse(issued, trustBundle: roots).json)))
         } catch let refusal as CAError {
             var error = refusal
             // The authority audits its own decisions; refusals before it are audited here. No audit, no answer.
