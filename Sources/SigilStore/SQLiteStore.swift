@@ -19,6 +19,10 @@ public final class SQLiteStore: SigilStoreBackend {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
+            // The writer keeps 32 MiB of pages (SQLite's default is 2 MiB): certificate serials and
+            // identities are random keys, so with a million rows each insert otherwise reads index pages back
+            // from the file (scripts/bench: about 15 % more CPU per issuance at 1,000,000 rows). Readers keep the default.
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA cache_size = -32768") }
         }
         configuration.busyMode = .timeout(10)
         do {
