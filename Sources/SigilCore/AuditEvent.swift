@@ -296,15 +296,22 @@ struct JSONObjectWriter {
     private mutating func string(_ value: String) {
         let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
         bytes.append(quote)
-        for byte in value.utf8 {
-            switch byte {
-            case quote, backslash: bytes.append(contentsOf: [backslash, byte])
-            case 0..<0x20:
-                bytes.append(contentsOf: "\\u00".utf8)
-                bytes.append(Self.hexDigits[Int(byte >> 4)])
-                bytes.append(Self.hexDigits[Int(byte & 0xf)])
-            default: bytes.append(byte)
+        var value = value
+        value.withUTF8 { utf8 in
+            // Runs of bytes that need no escape are copied whole (a PEM chain is a few thousand of them).
+            var start = 0
+            for (index, byte) in utf8.enumerated() where byte == quote || byte == backslash || byte < 0x20 {
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
+                start = index + 1
+                if byte >= 0x20 {
+                    bytes.append(contentsOf: [backslash, byte])
+                } else {
+                    bytes.append(contentsOf: "\\u00".utf8)
+                    bytes.append(Self.hexDigits[Int(byte >> 4)])
+                    bytes.append(Self.hexDigits[Int(byte & 0xf)])
+                }
             }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
         }
         bytes.append(quote)
     }

@@ -189,6 +189,9 @@ struct AuditChainTests {
         let parsed = try #require(try JSONSerialization.jsonObject(with: Data(canonical)) as? [String: Any])
         #expect(parsed["reason"] as? String == reason)
         #expect(parsed["code"] is NSNull, "the canonical form writes absent fields as null")
+        // The exact bytes are part of the chain's format: records written by one version are verified by the next.
+        let expected = #""reason":"say \"hi\"\\ \u000a\u0009\u0001 ünïcødé 🔐 </script>","#
+        #expect(String(decoding: canonical, as: UTF8.self).contains(expected))
         // A different reason must give a different hash.
         var edited = event
         edited.reason = reason + " "
