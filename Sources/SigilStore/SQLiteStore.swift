@@ -22,7 +22,12 @@ public final class SQLiteStore: SigilStoreBackend {
             // The writer keeps 32 MiB of pages (SQLite's default is 2 MiB): certificate serials and
             // identities are random keys, so with a million rows each insert otherwise reads index pages back
             // from the file (scripts/bench: about 15 % more CPU per issuance at 1,000,000 rows). Readers keep the default.
-            if !db.configuration.readonly { try db.execute(sql: "PRAGMA cache_size = -32768") }
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA cache_size = -32768")
+                // Checkpoints run on their own connection (`WALCheckpointer`); the writer checkpoints only
+                // as a backstop, past 32 MiB of WAL.
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 8192")
+            }
         }
         configuration.busyMode = .timeout(10)
         do {
@@ -38,10 +43,12 @@ public final class SQLiteStore: SigilStoreBackend {
         self.path = path
         let pool = self.pool
         let observers = self.observers
+        let checkpointer = try? WALCheckpointer(path: path)
         commits = GroupCommit { items in
             do {
                 let records = try await pool.write { db in try Self.appendBatch(items, db) }
                 observers.notify(records)
+                checkpointer?.committed(items.count)
                 return records
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 throw StorageError(.conflict, reason: "SQLite constraint: \(error.message ?? "")")
@@ -418,4 +425,44 @@ final class AuditObservers: Sendable {
     private let list = Mutex<[@Sendable ([AuditRecord]) -> Void]>([])
     func add(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) { list.withLock { $0.append(observer) } }
     func notify(_ records: [AuditRecord]) { for observer in list.withLock({ $0 }) { observer(records) } }
+}
+
+/// Checkpoints the WAL on a connection of its own. SQLite otherwise runs the checkpoint inside the commit
+/// that crosses `wal_autocheckpoint`, so that commit, and every issuance waiting on it, also waited for the
+/// checkpoint to copy pages and fsync the database file. PASSIVE checkpoints here run beside the writer
+/// without blocking it and copy most frames; the writer's own checkpoint (at 32 MiB of WAL, which bounds
+/// the file) then has little left to copy. scripts/bench: on a store of a million rows 0.98× the throughput
+/// of a small one, against 0.81× with SQLite's automatic checkpoints. One runs at a time, after every
+/// `interval` committed items.
+final class WALCheckpointer: Sendable {
+    private let queue: DatabaseQueue
+    private let interval: Int
+    /// Items committed since the last checkpoint started, and whether one is running.
+    private let state = Mutex<(items: Int, running: Bool)>((0, false))
+
+    init(path: String, interval: Int = 256) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        configuration.busyMode = .timeout(10)
+        queue = try DatabaseQueue(path: path, configuration: configuration)
+        self.interval = interval
+    }
+
+    /// Counts `count` committed items; starts a checkpoint when `interval` have accumulated and none is
+    /// running, and returns it (tests await it).
+    @discardableResult
+    func committed(_ count: Int) -> Task<Void, Never>? {
+        let start = state.withLock { state -> Bool in
+            state.items += count
+            guard state.items >= interval, !state.running else { return false }
+            state = (0, true)
+            return true
+        }
+        guard start else { return nil }
+        return Task {
+            // A checkpoint that fails (busy with the writer's own) is retried after the next interval.
+            _ = try? await queue.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            state.withLock { $0.running = false }
+        }
+    }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import SigilCore
-import SigilStore
+@testable import SigilStore
 import SigilTestSupport
 import Testing
 
@@ -74,5 +74,32 @@ struct DataDirectoryTests {
         chmod(path, 0o755)
         _ = try DataDirectory(path: path).openSQLiteStore(create: true)
         #expect(fileMode(path) == 0o700)
+    }
+}
+
+/// The WAL checkpointer, on a real SQLite file.
+@Suite("WALCheckpointer")
+struct WALCheckpointerTests {
+    @Test("a checkpoint beside the writer copies committed pages into the database file")
+    func checkpointCopiesPages() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("sigil.db")
+        let store = try SQLiteStore(path: path, kek: KeyEncryptionKey.generate())
+        // Fewer items than the store's own checkpointer waits for, and far below the writer's 32 MiB: the
+        // pages stay in the WAL.
+        for index in 0..<50 {
+            _ = try await store.appendAudit(AuditEvent(time: Date(timeIntervalSince1970: 1_767_225_600), actor: "test", action: .adminRotate, reason: "\(index)"))
+        }
+        let before = try fileSize(path)
+        let checkpointer = try WALCheckpointer(path: path, interval: 10)
+        #expect(checkpointer.committed(9) == nil, "below the interval nothing starts")
+        let run = try #require(checkpointer.committed(1))
+        await run.value
+        #expect(try fileSize(path) > before, "the database file holds the checkpointed pages")
+        #expect(try await store.auditRecords(AuditQuery(limit: 100)).count == 50)
+    }
+
+    private func fileSize(_ path: String) throws -> Int {
+        try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
     }
 }
