@@ -32,7 +32,7 @@ public struct SPIFFEID: Hashable, Sendable, CustomStringConvertible, Comparable 
     public init(trustDomain: TrustDomain, segments: [String]) throws {
         // A "/" inside a segment would smuggle extra path segments into the ID (a namespace
         // "prod/sa/admin/ns/x" must not become a different identity).
-        if segments.contains(where: { $0.contains("/") }) {
+        if segments.contains(where: { $0.utf8.contains(UInt8(ascii: "/")) }) {
             throw CAError(.invalidSPIFFEID, reason: "invalid SPIFFE ID: a path segment contains /")
         }
         let path = segments.map { "/" + $0 }.joined()
