@@ -86,4 +86,14 @@ static inline EVP_PKEY *copenssl_EC_public_key(int curve_nid, const unsigned cha
     EVP_PKEY_CTX_free(ctx);
     return key;
 }
+/* A keyed HMAC-SHA256 context, to be duplicated per message (HMAC() fetches the MAC and the digest by name
+ * on every call). NULL on failure. */
+static inline EVP_MAC_CTX *copenssl_HMAC_SHA256_context(EVP_MAC *mac, const unsigned char *key, size_t length) {
+    OSSL_PARAM params[2];
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (ctx != NULL && EVP_MAC_init(ctx, key, length, params) != 1) { EVP_MAC_CTX_free(ctx); ctx = NULL; }
+    return ctx;
+}
 #endif

@@ -12,7 +12,8 @@ final class SigilAPI: Sendable {
     let ca: CertificateAuthority
     let store: any CAStore
     let verifier: any TokenVerifier
-    let auditKey: [UInt8]
+    /// Keyed with the audit key: audit records name tokens by this MAC, never by value.
+    let tokenMAC: HMACSHA256
     let tokenCache: CachingTokenVerifier?
     let metrics: ServerMetrics
     let configuration: ServerConfiguration
@@ -28,7 +29,7 @@ final class SigilAPI: Sendable {
         self.ca = ca
         self.store = store
         self.verifier = verifier
-        self.auditKey = auditKey
+        tokenMAC = HMACSHA256(key: auditKey)
         self.tokenCache = tokenCache
         self.metrics = metrics
         self.configuration = configuration
@@ -140,7 +141,7 @@ final class SigilAPI: Sendable {
                 throw CAError(.unauthenticated, reason: "Authorization is not a bearer token")
             }
             let token = String(authorization.dropFirst(prefix.count).trimmingOptionalWhitespace)
-            requester.tokenHMAC = hexString(Digest.hmacSHA256(key: auditKey, message: Array(token.utf8)))
+            requester.tokenHMAC = hexString(tokenMAC.authenticate(token.utf8))
             let verified = try await verifier.verify(token)
             let identity = try verified.identity.spiffeID(in: ca.configuration.trustDomain)
             requester.actor = identity.description
