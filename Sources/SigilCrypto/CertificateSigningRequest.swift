@@ -101,12 +101,18 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     /// The public key; `nil` when the key cannot be decoded (unknown curve, malformed point).
     public var publicKey: PublicKeyInfo? {
-        guard let key else { return nil }
+        guard let key, let der = subjectPublicKeyInfoDER else { return nil }
+        return PublicKeyInfo(der: der, algorithm: describeKey(key))
+    }
+
+    /// The SubjectPublicKeyInfo's DER, or nil when the key cannot be decoded.
+    var subjectPublicKeyInfoDER: [UInt8]? {
+        guard key != nil else { return nil }
         guard let der = try? encodeDER("SPKI", { i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(pointer), $0) }) else {
             drainErrorQueue()
             return nil
         }
-        return PublicKeyInfo(der: der, algorithm: describeKey(key))
+        return der
     }
 
     /// Why the public key must not be certified although its type is known (weak RSA exponent, explicit

@@ -42,10 +42,14 @@ public enum SubjectKey: Sendable {
 public struct SigningIdentity: Sendable {
     public let certificate: Certificate
     public let key: PrivateKey
+    /// Writes this issuer's leaves without OpenSSL's X509 builder; nil when OpenSSL cannot name the key's
+    /// signature algorithm (leaves are then built by OpenSSL).
+    let leafEncoder: LeafEncoder?
 
     public init(certificate: Certificate, key: PrivateKey) {
         self.certificate = certificate
         self.key = key
+        leafEncoder = try? LeafEncoder(issuer: certificate, key: key)
     }
 }
 
@@ -54,8 +58,21 @@ public enum CertificateSigner {
     /// Signs `template` for `subjectKey`, by `issuer`, or self-signed when `issuer` is nil (the subject key
     /// must then be a `.key`). Adds SKI (RFC 5280 §4.2.1.2 method 1) to every CA certificate and AKI to
     /// every certificate, so path building never has to guess.
+    /// Leaves from a CSR are written by `LeafEncoder`, anything else by OpenSSL.
     /// - Returns: the certificate parsed back from its DER encoding.
     public static func sign(
+        _ template: CertificateTemplate, subjectKey: SubjectKey, issuer: SigningIdentity?
+    ) throws -> Certificate {
+        if case .request(let request) = subjectKey, let issuer, let encoder = issuer.leafEncoder, LeafEncoder.canEncode(template),
+            let spki = request.subjectPublicKeyInfoDER
+        {
+            return try Certificate(der: encoder.sign(template, subjectPublicKeyInfo: spki, key: issuer.key))
+        }
+        return try signWithOpenSSL(template, subjectKey: subjectKey, issuer: issuer)
+    }
+
+    /// `sign` through OpenSSL's X509 builder (every template shape).
+    static func signWithOpenSSL(
         _ template: CertificateTemplate, subjectKey: SubjectKey, issuer: SigningIdentity?
     ) throws -> Certificate {
         guard let x509 = X509_new() else { throw OpenSSLError.drain(.operationFailed, "X509_new") }
