@@ -92,10 +92,12 @@ public final class PrivateKey: @unchecked Sendable, CustomStringConvertible {
         guard EVP_DigestSignInit(context.pointer, nil, signingDigest(for: pointer), nil, pointer) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "EVP_DigestSignInit")
         }
-        var length = 0
-        guard EVP_DigestSign(context.pointer, nil, &length, message, message.count) == 1 else {
-            throw OpenSSLError.drain(.operationFailed, "EVP_DigestSign(size)")
-        }
+        // A one-shot context: without this flag the final step copies the whole signing context first, so
+        // that it could be used again.
+        EVP_MD_CTX_set_flags(context.pointer, EVP_MD_CTX_FLAG_FINALISE)
+        // The key's maximum signature size (an ECDSA signature is often a byte or two shorter).
+        var length = Int(EVP_PKEY_get_size(pointer))
+        guard length > 0 else { throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_get_size") }
         var signature = [UInt8](repeating: 0, count: length)
         guard EVP_DigestSign(context.pointer, &signature, &length, message, message.count) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "EVP_DigestSign")
