@@ -2,9 +2,9 @@ internal import COpenSSL
 import Foundation
 
 /// Signs end-entity certificates by writing their DER directly: building an OpenSSL `X509`, adding each
-/// extension through `X509V3_EXT` and encoding it (twice: once to sign, once to output) cost about 40 µs
-/// per leaf, as much as the ECDSA signature. Only the leaf shape is written here (empty or no subject, no
-/// CA, URI/DNS/email SANs, serverAuth/clientAuth); `CertificateSigner` falls back to OpenSSL for anything
+/// extension through `X509V3_EXT` and encoding it (twice: once to sign, once to output) cost about 27 µs
+/// per leaf, more than the ECDSA signature. Only the leaf shape is written here (empty subject, no CA,
+/// URI/DNS/email SANs, serverAuth/clientAuth); `CertificateSigner` falls back to OpenSSL for anything
 /// else. Tests compare the TBSCertificate byte for byte with OpenSSL's encoding of the same template.
 struct LeafEncoder: Sendable {
     /// DER of the issuer's subject Name.
@@ -120,9 +120,13 @@ struct LeafEncoder: Sendable {
             let keyContext = EVP_MD_CTX_get_pkey_ctx(context.pointer)
         else { throw OpenSSLError.drain(.operationFailed, "EVP_DigestSignInit") }
         var buffer = [UInt8](repeating: 0, count: 256)
+        // OSSL_PARAM keeps the key's pointer: it must outlive the call, which a String bridged to C does not
+        // (AddressSanitizer caught that). A StaticString is NUL-terminated and lives as long as the program.
+        let name: StaticString = "algorithm-id"  // OSSL_SIGNATURE_PARAM_ALGORITHM_ID
+        let namePointer = UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
         let length = buffer.withUnsafeMutableBytes { raw -> Int in
             var parameters = [
-                OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, raw.baseAddress, raw.count),
+                OSSL_PARAM_construct_octet_string(namePointer, raw.baseAddress, raw.count),
                 OSSL_PARAM_construct_end(),
             ]
             guard EVP_PKEY_CTX_get_params(keyContext, &parameters) == 1 else { return 0 }
