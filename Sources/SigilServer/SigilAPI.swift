@@ -130,7 +130,7 @@ final class SigilAPI: Sendable {
         } catch {
             throw CAError(.badRequest, reason: "body incomplete (connection closed or request timeout): \(error)")
         }
-        return try IssuanceRequestBody.decode(Data(buffer: buffer))
+        return try IssuanceRequestBody.decode(Array(buffer.readableBytesView))
     }
 
     /// The caller's identity: from a bearer token, else from a valid, untainted Sigil SVID client certificate.
