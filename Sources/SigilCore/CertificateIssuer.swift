@@ -127,7 +127,7 @@ public struct CertificateIssuer: Sendable {
         let notBefore = max((now - policy.backdate).truncatedToSecond, issuer.notBefore)
         let notAfter = (now + ttl).truncatedToSecond
         let template = CertificateProfile.leaf(
-            serial: try SerialNumber.random(), identity: request.identity, extraNames: extra, key: key.algorithm,
+            serial: try SerialNumber.timeOrdered(at: now), identity: request.identity, extraNames: extra, key: key.algorithm,
             notBefore: notBefore, notAfter: notAfter)
         let certificate: Certificate
         do {

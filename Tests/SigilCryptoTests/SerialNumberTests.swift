@@ -1,3 +1,4 @@
+import Foundation
 import SigilCrypto
 import Testing
 
@@ -17,6 +18,23 @@ struct SerialNumberTests {
         // each). The longest of 256 serials falls short only with probability 2^-2048.
         #expect(serials.map(\.bitLength).max() ?? 0 >= 120)
         #expect(serials.filter { $0.bitLength >= 120 }.count > 200)
+    }
+
+    @Test("time-ordered serials start with the time, end with 64 random bits and sort as numbers and as hex")
+    func timeOrderedSerials() throws {
+        let start = Date(timeIntervalSince1970: 1_795_000_000.25)  // 1,795,000,000,250,000 µs, exact in binary
+        let serial = try SerialNumber.timeOrdered(at: start)
+        #expect(serial.bytes.count == 15)  // 8 octets of time, the first of them zero and dropped, + 8 random
+        #expect(Array(serial.bytes.prefix(7)) == Array(withUnsafeBytes(of: UInt64(1_795_000_000_250_000).bigEndian, Array.init).dropFirst()))
+        #expect((64...128).contains(serial.bitLength))
+
+        let later = try (0..<64).map { step in try SerialNumber.timeOrdered(at: start.addingTimeInterval(Double(step) / 1000)) }
+        #expect(later == later.sorted())
+        #expect(later.map(\.hex) == later.map(\.hex).sorted())
+        // The same instant: the time octets agree, the random ones differ.
+        let twins = try (0..<16).map { _ in try SerialNumber.timeOrdered(at: start) }
+        #expect(Set(twins.map { Array($0.bytes.prefix(7)) }).count == 1)
+        #expect(Set(twins.map { Array($0.bytes.suffix(8)) }).count == 16)
     }
 
     @Test(
