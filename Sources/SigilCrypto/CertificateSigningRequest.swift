@@ -6,9 +6,20 @@ public final class CertificateSigningRequest: @unchecked Sendable {
     /// The subject public key, decoded once; nil when it cannot be (unknown curve, malformed point).
     let key: OpaquePointer?
 
+    /// The public key; `nil` when the key cannot be decoded (unknown curve, malformed point). Encoded once:
+    /// issuance reads it three times.
+    public let publicKey: PublicKeyInfo?
+
     private init(taking pointer: OpaquePointer) {
         self.pointer = pointer
-        key = decodeSubjectPublicKey(X509_REQ_get_X509_PUBKEY(pointer))
+        let key = decodeSubjectPublicKey(X509_REQ_get_X509_PUBKEY(pointer))
+        self.key = key
+        if let key, let der = try? encodeDER("SPKI", { i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(pointer), $0) }) {
+            publicKey = PublicKeyInfo(der: der, algorithm: describeKey(key))
+        } else {
+            drainErrorQueue()
+            publicKey = nil
+        }
     }
 
     deinit {
@@ -99,21 +110,6 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     public var subject: DistinguishedName { DistinguishedName(reading: X509_REQ_get_subject_name(pointer)) }
 
-    /// The public key; `nil` when the key cannot be decoded (unknown curve, malformed point).
-    public var publicKey: PublicKeyInfo? {
-        guard let key, let der = subjectPublicKeyInfoDER else { return nil }
-        return PublicKeyInfo(der: der, algorithm: describeKey(key))
-    }
-
-    /// The SubjectPublicKeyInfo's DER, or nil when the key cannot be decoded.
-    var subjectPublicKeyInfoDER: [UInt8]? {
-        guard key != nil else { return nil }
-        guard let der = try? encodeDER("SPKI", { i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(pointer), $0) }) else {
-            drainErrorQueue()
-            return nil
-        }
-        return der
-    }
 
     /// Why the public key must not be certified although its type is known (weak RSA exponent, explicit
     /// EC parameters), or nil; see `keyWeakness`.

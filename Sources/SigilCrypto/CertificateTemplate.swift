@@ -64,7 +64,7 @@ public enum CertificateSigner {
         _ template: CertificateTemplate, subjectKey: SubjectKey, issuer: SigningIdentity?
     ) throws -> Certificate {
         if case .request(let request) = subjectKey, let issuer, let encoder = issuer.leafEncoder, LeafEncoder.canEncode(template),
-            let spki = request.subjectPublicKeyInfoDER
+            let spki = request.publicKey?.der
         {
             return try Certificate(der: encoder.sign(template, subjectPublicKeyInfo: spki, key: issuer.key))
         }
