@@ -2,29 +2,75 @@
 /// decoders quietly resolve: duplicate member names (RFC 8259 §4 leaves them undefined, RFC 7519 §4 says
 /// reject or take the last; Foundation takes one, JWTKit the other, so `{"alg":"none","alg":"RS256"}` meant
 /// two things at once), invalid UTF-8 and lone surrogates (RFC 7493 §2.1), trailing commas and other
-/// syntax a decoder may forgive, and nesting deeper than `maxDepth`.
+/// syntax a decoder may forgive, and nesting deeper than `maxDepth`. `object` also hands back a top-level
+/// object's members, so a body is read in the same pass that checks it.
 public enum StrictJSON {
     /// Throws `CAError` with `code` and a reason naming the first problem.
     public static func validate(_ bytes: [UInt8], code: CAError.Code = .badRequest, maxDepth: Int = 32) throws {
-        if let problem = problem(in: bytes, maxDepth: maxDepth) { throw CAError(code, reason: "JSON refused: \(problem)") }
+        _ = try object(bytes, code: code, maxDepth: maxDepth)
     }
 
     /// The first problem in `bytes`, or nil when it is one strict JSON value.
     public static func problem(in bytes: [UInt8], maxDepth: Int = 32) -> String? {
-        guard String(validating: bytes, as: UTF8.self) != nil else { return "not valid UTF-8" }
-        var parser = Parser(bytes: bytes, maxDepth: maxDepth)
         do {
-            parser.skipWhitespace()
-            try parser.value(depth: 0)
-            parser.skipWhitespace()
-            guard parser.offset == bytes.count else { throw Failure("trailing content at byte \(parser.offset)") }
+            _ = try parse(bytes, maxDepth: maxDepth)
             return nil
-        } catch let failure as Failure {
-            return failure.reason
         } catch {
-            return "\(error)"
+            return reason(error)
         }
     }
+
+    /// Checks `bytes` as `validate` does and, when it is an object, returns its members; nil for any other value.
+    /// - Throws: `CAError` with `code` and a reason naming the first problem.
+    public static func object(_ bytes: [UInt8], code: CAError.Code = .badRequest, maxDepth: Int = 32) throws -> Object? {
+        do {
+            let members = try parse(bytes, maxDepth: maxDepth)
+            return members.map { Object(bytes: bytes, members: $0) }
+        } catch {
+            throw CAError(code, reason: "JSON refused: \(reason(error))")
+        }
+    }
+
+    /// A checked top-level object: each member's value is read from its bytes on request.
+    public struct Object {
+        let bytes: [UInt8]
+        /// Member name (decoded) → the bytes of its value.
+        let members: [String: Range<Int>]
+
+        /// Whether the member is absent or `null`.
+        public func isAbsentOrNull(_ name: String) -> Bool {
+            guard let range = members[name] else { return true }
+            return bytes[range].elementsEqual("null".utf8)
+        }
+
+        /// The member's value if it is a string.
+        public func string(_ name: String) -> String? {
+            guard let range = members[name], bytes[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
+            var parser = Parser(bytes: bytes, maxDepth: 1)
+            parser.offset = range.lowerBound
+            return try? parser.string(keep: true)
+        }
+
+        /// The member's value if it is a number written as an integer (no fraction or exponent) that fits an Int.
+        public func integer(_ name: String) -> Int? {
+            guard let range = members[name] else { return nil }
+            return Int(String(decoding: bytes[range], as: UTF8.self))
+        }
+    }
+
+    /// Parses one strict JSON value; returns the members of a top-level object, else nil.
+    private static func parse(_ bytes: [UInt8], maxDepth: Int) throws -> [String: Range<Int>]? {
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw Failure("not valid UTF-8") }
+        var parser = Parser(bytes: bytes, maxDepth: maxDepth)
+        parser.skipWhitespace()
+        let isObject = parser.current == UInt8(ascii: "{")
+        try parser.value(depth: 0)
+        parser.skipWhitespace()
+        guard parser.offset == bytes.count else { throw Failure("trailing content at byte \(parser.offset)") }
+        return isObject ? parser.topLevelMembers : nil
+    }
+
+    private static func reason(_ error: any Error) -> String { (error as? Failure)?.reason ?? "\(error)" }
 
     struct Failure: Error {
         let reason: String
@@ -35,6 +81,8 @@ public enum StrictJSON {
         let bytes: [UInt8]
         let maxDepth: Int
         var offset = 0
+        /// The top-level object's members, name → value bytes, as they are parsed.
+        var topLevelMembers: [String: Range<Int>] = [:]
 
         init(bytes: [UInt8], maxDepth: Int) {
             self.bytes = bytes
@@ -82,7 +130,9 @@ public enum StrictJSON {
                 skipWhitespace()
                 try expect(UInt8(ascii: ":"))
                 skipWhitespace()
+                let start = offset
                 try value(depth: depth)
+                if depth == 1 { topLevelMembers[name] = start..<offset }
                 skipWhitespace()
                 if current == UInt8(ascii: ",") {
                     offset += 1
@@ -146,33 +196,30 @@ public enum StrictJSON {
         }
 
         /// A string, checked; with `keep`, its decoded value (member names are compared decoded: "a" and
-        /// "\u0061" are the same name). Values are only checked, not copied: a CSR is most of a request body.
+        /// "\u0061" are the same name). Values are only checked while parsing, not copied: a CSR is most of a
+        /// request body, and `Object.string` decodes the one value it is asked for.
         mutating func string(keep: Bool) throws -> String {
             try expect(UInt8(ascii: "\""))
-            var scalars = String.UnicodeScalarView()
-            var raw: [UInt8] = []
-            func flush() {
-                guard keep else { return }
-                scalars.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars)
-                raw.removeAll(keepingCapacity: true)
+            // The decoded value as UTF-8 (the input is valid UTF-8, checked before parsing).
+            var value: [UInt8] = []
+            func keepScalar(_ scalar: Unicode.Scalar) {
+                if keep, let encoded = UTF8.encode(scalar) { value.append(contentsOf: encoded) }
             }
             while let byte = current {
                 offset += 1
                 switch byte {
                 case UInt8(ascii: "\""):
-                    flush()
-                    return String(scalars)
+                    return String(decoding: value, as: UTF8.self)
                 case UInt8(ascii: "\\"):
-                    flush()
                     guard let escape = current else { throw Failure("unterminated string") }
                     offset += 1
                     switch escape {
-                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scalars.append(Unicode.Scalar(escape))
-                    case UInt8(ascii: "b"): scalars.append("\u{08}")
-                    case UInt8(ascii: "f"): scalars.append("\u{0C}")
-                    case UInt8(ascii: "n"): scalars.append("\n")
-                    case UInt8(ascii: "r"): scalars.append("\r")
-                    case UInt8(ascii: "t"): scalars.append("\t")
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): keepScalar(Unicode.Scalar(escape))
+                    case UInt8(ascii: "b"): keepScalar("\u{08}")
+                    case UInt8(ascii: "f"): keepScalar("\u{0C}")
+                    case UInt8(ascii: "n"): keepScalar("\n")
+                    case UInt8(ascii: "r"): keepScalar("\r")
+                    case UInt8(ascii: "t"): keepScalar("\t")
                     case UInt8(ascii: "u"):
                         let unit = try hex4()
                         if (0xD800..<0xDC00).contains(unit) {
@@ -182,18 +229,18 @@ public enum StrictJSON {
                             offset += 2
                             let low = try hex4()
                             guard (0xDC00..<0xE000).contains(low) else { throw Failure("lone surrogate in string") }
-                            scalars.append(Unicode.Scalar(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)) ?? "\u{FFFD}")
+                            keepScalar(Unicode.Scalar(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)) ?? "\u{FFFD}")
                         } else if (0xDC00..<0xE000).contains(unit) {
                             throw Failure("lone surrogate in string")
                         } else {
-                            scalars.append(Unicode.Scalar(unit) ?? "\u{FFFD}")
+                            keepScalar(Unicode.Scalar(unit) ?? "\u{FFFD}")
                         }
                     default: throw Failure("bad escape at byte \(offset - 1)")
                     }
                 case 0..<0x20:
                     throw Failure("control character in string at byte \(offset - 1)")
                 default:
-                    if keep { raw.append(byte) }
+                    if keep { value.append(byte) }
                 }
             }
             throw Failure("unterminated string")

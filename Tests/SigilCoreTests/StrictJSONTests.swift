@@ -47,6 +47,26 @@ struct StrictJSONTests {
         #expect(StrictJSON.problem(in: [0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D]) == "not valid UTF-8")
     }
 
+    @Test("object hands back the top-level members: strings decoded, integers exact, null and absence alike")
+    func objectMembers() throws {
+        let text = #" {"s": "a\u0062\n", "i": -42, "f": 4.0, "e": 4e1, "n": null, "o": {"s": "inner"}, "a": ["s"]} "#
+        let object = try #require(try StrictJSON.object(Array(text.utf8)))
+        #expect(object.string("s") == "ab\n")
+        #expect(object.string("i") == nil && object.string("o") == nil && object.string("missing") == nil)
+        #expect(object.integer("i") == -42)
+        #expect(object.integer("f") == nil && object.integer("e") == nil && object.integer("s") == nil)
+        #expect(object.isAbsentOrNull("n") && object.isAbsentOrNull("missing"))
+        #expect(!object.isAbsentOrNull("i") && !object.isAbsentOrNull("o"))
+        // Only the top level: the nested "s" did not replace the outer one.
+        #expect(try StrictJSON.object(Array(#"[{"s": "x"}]"#.utf8)) == nil)
+        #expect(try StrictJSON.object(Array(#""s""#.utf8)) == nil)
+    }
+
+    @Test("object refuses what validate refuses, with the caller's code")
+    func objectRefuses() {
+        #expect(throws: CAError(.tokenInvalid, reason: "")) { try StrictJSON.object(Array(#"{"a":1,"a":2}"#.utf8), code: .tokenInvalid) }
+    }
+
     @Test("validate throws the caller's code")
     func validateThrowsCode() {
         #expect(throws: CAError(.tokenInvalid, reason: "")) { try StrictJSON.validate(Array(#"{"a":1,"a":2}"#.utf8), code: .tokenInvalid) }
