@@ -110,7 +110,6 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     public var subject: DistinguishedName { DistinguishedName(reading: X509_REQ_get_subject_name(pointer)) }
 
-
     /// Why the public key must not be certified although its type is known (weak RSA exponent, explicit
     /// EC parameters), or nil; see `keyWeakness`.
     public var publicKeyWeakness: String? {

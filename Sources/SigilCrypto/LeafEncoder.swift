@@ -95,13 +95,11 @@ struct LeafEncoder: Sendable {
 
     /// A keyUsage BIT STRING: named bits, trailing zero bits dropped (X.690 §11.2.2).
     static func keyUsage(_ usage: KeyUsage) -> [UInt8] {
-        let highest = 15 - usage.rawValue.leadingZeroBitCount
-        guard highest >= 0 else { return [0x03, 0x01, 0x00] }
+        let bits = usage.bitNumbers.map(Int.init)
+        guard let highest = bits.last else { return [0x03, 0x01, 0x00] }
         let byteCount = highest / 8 + 1
         var contents = [UInt8(byteCount * 8 - highest - 1)] + [UInt8](repeating: 0, count: byteCount)
-        for bit in 0...highest where usage.rawValue & (1 << bit) != 0 {
-            contents[1 + bit / 8] |= 0x80 >> UInt8(bit % 8)
-        }
+        for bit in bits { contents[1 + bit / 8] |= 0x80 >> UInt8(bit % 8) }
         var writer = DERWriter()
         writer.raw(contents)
         return writer.finish(tag: 0x03)
