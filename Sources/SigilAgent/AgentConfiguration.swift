@@ -41,7 +41,11 @@ public struct AgentConfiguration: Sendable {
         self.onceTimeout = onceTimeout
     }
 
-    public var certificatePath: String { outputDirectory + "/svid.pem" }
-    public var keyPath: String { outputDirectory + "/svid.key" }
-    public var bundlePath: String { outputDirectory + "/bundle.pem" }
+    public static let certificateName = "svid.pem"
+    public static let keyName = "svid.key"
+    public static let bundleName = "bundle.pem"
+
+    public var certificatePath: String { outputDirectory + "/" + Self.certificateName }
+    public var keyPath: String { outputDirectory + "/" + Self.keyName }
+    public var bundlePath: String { outputDirectory + "/" + Self.bundleName }
 }

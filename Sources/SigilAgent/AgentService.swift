@@ -6,9 +6,10 @@ import SigilCrypto
 import SigilStore
 import Synchronization
 
-/// The workload side: obtains an SVID (the key never leaves this process), writes it atomically, renews it
-/// at half-life ± jitter, retries with capped exponential backoff while keeping the current certificate,
-/// renews at once when its chain is tainted, and keeps `bundle.pem` current.
+/// The workload side: obtains an SVID (the key never leaves this process), writes key, chain and bundle as
+/// one atomic set (`AtomicFileSet`), renews it at half-life ± jitter, retries with capped exponential backoff
+/// while keeping the current certificate, renews at once when its chain is tainted, and keeps `bundle.pem`
+/// current.
 public final class AgentService: Service, Sendable {
     let configuration: AgentConfiguration
     let clock: any WallClock
@@ -152,10 +153,9 @@ public final class AgentService: Service, Sendable {
             throw AgentError("bad_response", "issued certificate does not carry this agent's key")
         }
         try SecureFile.ensurePrivateDirectory(configuration.outputDirectory)
-        // Key first, then the chain: a reader that sees the new chain always finds its key.
-        try SecureFile.write(Data(try key.pkcs8PEM().utf8), to: configuration.keyPath, mode: 0o600)
-        try SecureFile.write(Data(chain.map(\.pem).joined().utf8), to: configuration.certificatePath, mode: 0o644)
-        try writeBundle(issued.trust_bundle.joined())
+        try publish(
+            key: Data(try key.pkcs8PEM().utf8), chain: Data(chain.map(\.pem).joined().utf8),
+            bundle: Data(issued.trust_bundle.joined().utf8))
         logger.notice(
             "wrote SVID", metadata: ["sigil.identity": "\(issued.spiffe_id)", "sigil.serial": "\(issued.serial)", "sigil.not_after": "\(issued.not_after)"])
         runOnRotate()
@@ -164,9 +164,26 @@ public final class AgentService: Service, Sendable {
             serial: leaf.serial.hex)
     }
 
+    /// Writes the key, chain and bundle as one set: a reader never sees a chain with another chain's key, or a
+    /// chain next to a bundle it does not verify against.
+    private func publish(key: Data, chain: Data, bundle: Data) throws {
+        try AtomicFileSet.publish(
+            [
+                .init(name: AgentConfiguration.keyName, contents: key, mode: 0o600),
+                .init(name: AgentConfiguration.certificateName, contents: chain, mode: 0o644),
+                .init(name: AgentConfiguration.bundleName, contents: bundle, mode: 0o644),
+            ], in: configuration.outputDirectory, at: clock.now)
+    }
+
+    /// Replaces the bundle (with the current key and chain) when it changed.
     private func writeBundle(_ pem: String) throws {
-        let current = FileManager.default.contents(atPath: configuration.bundlePath).map { String(decoding: $0, as: UTF8.self) }
-        if current != pem { try SecureFile.write(Data(pem.utf8), to: configuration.bundlePath, mode: 0o644) }
+        let directory = configuration.outputDirectory
+        let bundle = Data(pem.utf8)
+        if AtomicFileSet.read(AgentConfiguration.bundleName, in: directory) == bundle { return }
+        guard let key = AtomicFileSet.read(AgentConfiguration.keyName, in: directory),
+            let chain = AtomicFileSet.read(AgentConfiguration.certificateName, in: directory)
+        else { throw AgentError("internal_error", "the current SVID files vanished from \(directory)") }
+        try publish(key: key, chain: chain, bundle: bundle)
     }
 
     private func currentFromDisk() throws -> Held? {

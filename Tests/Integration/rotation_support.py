@@ -372,31 +372,24 @@ class Snapshot:
 
 
 def read_snapshot(out_dir: Path) -> Snapshot | None:
-    """The agent's svid.pem, svid.key and bundle.pem as one consistent set (read until two readings
-    agree), or None while any is missing. A workload reading between the agent's renames could see a
-    mix; the agent signals complete sets with --on-rotate."""
+    """The agent's svid.pem, svid.key and bundle.pem as one set, read the way the README tells a workload
+    to: resolve `..data` once and read all three from the version directory it names (again if the agent
+    removed that version meanwhile). None while there is no set yet. Whatever this returns must be
+    consistent: the checks on it would catch a chain paired with another chain's key."""
     names = ("svid.pem", "svid.key", "bundle.pem")
-
-    def read():
-        try:
-            return tuple((out_dir / n).read_bytes() for n in names)
-        except FileNotFoundError:
-            return None
-
-    previous = read()
     for _ in range(100):
-        if previous is None:
-            return None
-        current = read()
-        if current == previous:
-            chain_pem, key_pem, bundle_pem = current
-            return Snapshot(
-                chain_pem, key_pem, bundle_pem,
-                x509.load_pem_x509_certificates(chain_pem), x509.load_pem_x509_certificates(bundle_pem),
-            )
-        previous = current
-        time.sleep(0.01)
-    raise AssertionError(f"the files in {out_dir} never stayed the same for two readings")
+        try:
+            version = out_dir / os.readlink(out_dir / "..data")
+            chain_pem, key_pem, bundle_pem = ((version / n).read_bytes() for n in names)
+        except FileNotFoundError:
+            if not (out_dir / "..data").is_symlink():
+                return None
+            continue
+        return Snapshot(
+            chain_pem, key_pem, bundle_pem,
+            x509.load_pem_x509_certificates(chain_pem), x509.load_pem_x509_certificates(bundle_pem),
+        )
+    raise AssertionError(f"the version named by {out_dir}/..data kept vanishing before it could be read")
 
 
 def check_svid(chain: Path, bundle: Path, key: Path | None = None, spiffe_id: str | None = None) -> Result:

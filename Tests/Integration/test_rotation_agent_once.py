@@ -3,6 +3,7 @@ their modes, the conformance checker on the result, and clear failures when it c
 certificate (server unreachable, token refused)."""
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import time
@@ -49,7 +50,15 @@ def test_once_writes_svid_key_and_bundle(rig: Rig, server, umask: int):
 
     assert result.returncode == 0, f"agent --once failed:\n{result}"
     assert_no_crash(result.stderr, "the agent's stderr")
-    assert {p.name for p in out.iterdir()} == OUT_FILES, f"unexpected files (temp files left behind?): {sorted(out.iterdir())}"
+    visible = {p.name for p in out.iterdir() if not p.name.startswith("..")}
+    hidden = {p.name for p in out.iterdir() if p.name.startswith("..")}
+    assert visible == OUT_FILES, f"unexpected files (temp files left behind?): {sorted(out.iterdir())}"
+    # One atomic set: each name links through ..data to the one version directory holding all three.
+    assert len(hidden) == 2 and "..data" in hidden, f"expected ..data and one version directory: {sorted(hidden)}"
+    version = os.readlink(out / "..data")
+    assert version in hidden and {p.name for p in (out / version).iterdir()} == OUT_FILES
+    for name in OUT_FILES:
+        assert os.readlink(out / name) == f"..data/{name}", f"{name} is not a link through ..data"
     key_mode = stat.S_IMODE((out / "svid.key").stat().st_mode)
     assert key_mode == 0o600, f"svid.key has mode {key_mode:o} under umask {umask:o}"
     for name in ("svid.pem", "bundle.pem"):

@@ -1,0 +1,127 @@
+import Foundation
+import SigilStore
+import SigilTestSupport
+import Synchronization
+import Testing
+
+@Suite("AtomicFileSet")
+struct AtomicFileSetTests {
+    static func pair(_ n: Int) -> [AtomicFileSet.File] {
+        [
+            .init(name: "svid.key", contents: Data("key \(n)".utf8), mode: 0o600),
+            .init(name: "svid.pem", contents: Data("cert \(n)".utf8), mode: 0o644),
+        ]
+    }
+
+    static let now = Date(timeIntervalSince1970: 1_795_000_000)
+
+    static func text(_ path: String) -> String? {
+        FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Hidden names (the version directories) and visible ones, sorted.
+    static func entries(_ directory: TemporaryDirectory) throws -> (hidden: [String], visible: [String]) {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        return (names.filter { $0.hasPrefix("..") }, names.filter { !$0.hasPrefix("..") })
+    }
+
+    @Test("publish makes each name a link through ..data to one version directory, with the files' modes")
+    func layout() throws {
+        let directory = try TemporaryDirectory()
+        try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
+
+        #expect(Self.text(directory.file("svid.key")) == "key 1")
+        #expect(Self.text(directory.file("svid.pem")) == "cert 1")
+        #expect(fileMode(directory.file("svid.key")) == 0o600)
+        #expect(fileMode(directory.file("svid.pem")) == 0o644)
+        for name in ["svid.key", "svid.pem"] {
+            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory.file(name)) == "..data/\(name)")
+        }
+        let (hidden, visible) = try Self.entries(directory)
+        #expect(visible == ["svid.key", "svid.pem"])
+        #expect(hidden.count == 2 && hidden.contains("..data"), "\(hidden)")
+        let version = try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("..data"))
+        #expect(hidden.contains(version))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.file(version)).sorted() == ["svid.key", "svid.pem"])
+    }
+
+    @Test("a second publish switches every name and removes the earlier version; a reader of the old one keeps it whole")
+    func replace() throws {
+        let directory = try TemporaryDirectory()
+        try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
+        let first = try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("..data"))
+        let oldKey = try FileHandle(forReadingFrom: URL(fileURLWithPath: directory.file("svid.key")))
+        defer { try? oldKey.close() }
+
+        try AtomicFileSet.publish(Self.pair(2), in: directory.path, at: Self.now)
+        #expect(Self.text(directory.file("svid.key")) == "key 2")
+        #expect(Self.text(directory.file("svid.pem")) == "cert 2")
+        #expect(AtomicFileSet.read("svid.pem", in: directory.path) == Data("cert 2".utf8))
+        let (hidden, _) = try Self.entries(directory)
+        #expect(hidden.count == 2 && !hidden.contains(first), "the earlier version was not removed: \(hidden)")
+        #expect(try oldKey.readToEnd() == Data("key 1".utf8))
+    }
+
+    @Test("regular files left by the older layout are replaced by links")
+    func migratesRegularFiles() throws {
+        let directory = try TemporaryDirectory()
+        try SecureFile.write(Data("old key".utf8), to: directory.file("svid.key"))
+        try SecureFile.write(Data("old cert".utf8), to: directory.file("svid.pem"), mode: 0o644)
+        try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
+        #expect(Self.text(directory.file("svid.key")) == "key 1")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("svid.pem")) == "..data/svid.pem")
+    }
+
+    @Test("a publish that cannot place a name fails, keeps the current version and leaves no new one behind")
+    func failureKeepsCurrent() throws {
+        let directory = try TemporaryDirectory()
+        try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
+        let before = try Self.entries(directory)
+        // rename(2) cannot put a link over a non-empty directory.
+        try FileManager.default.createDirectory(atPath: directory.file("bundle.pem/x"), withIntermediateDirectories: true)
+        let files = Self.pair(2) + [.init(name: "bundle.pem", contents: Data("bundle".utf8), mode: 0o644)]
+
+        expectStorageError(.unavailable) { try AtomicFileSet.publish(files, in: directory.path, at: Self.now) }
+        #expect(Self.text(directory.file("svid.key")) == "key 1")
+        #expect(Self.text(directory.file("svid.pem")) == "cert 1")
+        #expect(try Self.entries(directory).hidden == before.hidden)
+    }
+
+    @Test("a reader that resolves ..data once always gets a matching key and certificate while versions change")
+    func readersSeeMatchingPairs() async throws {
+        let directory = try TemporaryDirectory()
+        try AtomicFileSet.publish(Self.pair(0), in: directory.path, at: Self.now)
+        let done = Atomic<Bool>(false)
+        let path = directory.path
+        let reader = Task.detached { () -> (pairs: Int, mismatches: [String]) in
+            var pairs = 0
+            var mismatches: [String] = []
+            while !done.load(ordering: .acquiring) {
+                // One directory descriptor for both reads: the version cannot change between them.
+                let fd = open(path + "/..data", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                guard fd >= 0 else { continue }
+                defer { close(fd) }
+                guard let key = Self.read(at: fd, "svid.key"), let cert = Self.read(at: fd, "svid.pem") else { continue }
+                pairs += 1
+                if key.dropFirst(4) != cert.dropFirst(5) { mismatches.append("\(key) / \(cert)") }
+            }
+            return (pairs, mismatches)
+        }
+        for n in 1...200 { try AtomicFileSet.publish(Self.pair(n), in: directory.path, at: Self.now) }
+        done.store(true, ordering: .releasing)
+        let (pairs, mismatches) = await reader.value
+        #expect(mismatches.count == 0, "first mismatches: \(mismatches.prefix(5))")
+        #expect(pairs > 0)
+        #expect(Self.text(directory.file("svid.pem")) == "cert 200")
+    }
+
+    /// The contents of `name` in the directory open at `fd`, or nil when it was removed meanwhile.
+    static func read(at fd: Int32, _ name: String) -> String? {
+        let file = openat(fd, name, O_RDONLY | O_CLOEXEC)
+        guard file >= 0 else { return nil }
+        defer { close(file) }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = Foundation.read(file, &buffer, buffer.count)
+        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+    }
+}
