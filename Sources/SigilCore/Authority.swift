@@ -87,6 +87,11 @@ public struct AuthoritySet: Sendable {
         records.filter { $0.role == .root && $0.state != .revoked && !$0.isExpired(at: time) }
     }
 
+    /// Roots that left the bundle by expiring (not by revocation) before `time`.
+    public func expiredRoots(at time: Date) -> [AuthorityRecord] {
+        records.filter { $0.role == .root && $0.state != .revoked && $0.isExpired(at: time) }
+    }
+
     /// The intermediate chain above a certificate issued by `authority` (the authority itself first, roots excluded).
     public func chain(from authority: AuthorityRecord) -> [Certificate] {
         var chain: [Certificate] = []

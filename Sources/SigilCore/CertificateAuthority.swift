@@ -20,10 +20,19 @@ public final class CertificateAuthority: Sendable {
     public struct Snapshot: Sendable {
         public let authorities: AuthoritySet
         public let signer: SigningAuthority?
-        public let bundleSequence: Int64
+        /// The sequence kept in the store: increases when a root is added or revoked.
+        public let storedBundleSequence: Int64
         /// PEM of the bundle roots when the snapshot was taken (refreshed with every reload, at least every
         /// rotation check), so issuance does not re-encode them per request.
         public let trustBundlePEM: [String]
+
+        /// The bundle's `spiffe_sequence` at `time`: the stored sequence plus the roots that have expired by
+        /// then, so it also increases when an expired root drops out of the bundle, without a write, and
+        /// every replica computes the same number. (Revoking an expired root bumps the stored sequence and
+        /// lowers the count by one: the bundle did not change, nor does the number.)
+        public func bundleSequence(at time: Date) -> Int64 {
+            storedBundleSequence + Int64(authorities.expiredRoots(at: time).count)
+        }
     }
 
     public init(
@@ -78,7 +87,7 @@ public final class CertificateAuthority: Sendable {
             signer = SigningAuthority(record: active, key: key, chain: authorities.chain(from: active), trustDomain: configuration.trustDomain)
         }
         let snapshot = Snapshot(
-            authorities: authorities, signer: signer, bundleSequence: sequence,
+            authorities: authorities, signer: signer, storedBundleSequence: sequence,
             trustBundlePEM: authorities.bundleRoots(at: clock.now).map(\.certificate.pem))
         state.withLock { $0 = snapshot }
     }

@@ -45,7 +45,7 @@ final class AdminAPI: Sendable {
         let counts = try await store.liveCounts(at: now)
         let lease = try await store.lease(leaseName, now: now)
         let body = Status(
-            trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, lease_holder: lease?.holder,
+            trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence(at: now), lease_holder: lease?.holder,
             lease_expires_at: lease.map { SigilAPI.rfc3339($0.expiresAt) },
             authorities: AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now))
         try await ca.audit(.adminStatus, actor: try await actor(context))

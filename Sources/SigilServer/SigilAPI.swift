@@ -188,8 +188,9 @@ final class SigilAPI: Sendable {
 
     func bundle(_ request: Request) async throws -> Response {
         let snapshot = try await ca.snapshot()
-        let roots = snapshot.authorities.bundleRoots(at: clock.now).map(\.certificate)
-        let body = try SPIFFEBundle(roots: roots, sequence: snapshot.bundleSequence, refreshHint: configuration.bundleRefreshHint).json()
+        let now = clock.now
+        let roots = snapshot.authorities.bundleRoots(at: now).map(\.certificate)
+        let body = try SPIFFEBundle(roots: roots, sequence: snapshot.bundleSequence(at: now), refreshHint: configuration.bundleRefreshHint).json()
         let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
         if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingOptionalWhitespace == etag }) {
             return Response(status: .notModified, headers: [.eTag: etag])
@@ -214,7 +215,7 @@ final class SigilAPI: Sendable {
         }
         let body = try JSONEncoder.sorted.encode(
             Body(
-                trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence,
+                trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence(at: clock.now),
                 authorities: AuthorityView.all(snapshot.authorities)))
         let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
         return Response(status: .ok, headers: [.contentType: "application/json", .eTag: etag], body: .init(byteBuffer: ByteBuffer(bytes: body)))

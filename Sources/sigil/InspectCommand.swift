@@ -30,10 +30,10 @@ struct InspectTreeCommand: AsyncParsableCommand {
         let counts = try await ca.store.liveCounts(at: now)
         let views = AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now)
         if json {
-            print(try Format.json(Report(trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence, authorities: views)))
+            print(try Format.json(Report(trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence(at: now), authorities: views)))
             return
         }
-        print("Trust domain \(ca.configuration.trustDomain)  ·  bundle sequence \(snapshot.bundleSequence)  ·  \(Format.date(now))")
+        print("Trust domain \(ca.configuration.trustDomain)  ·  bundle sequence \(snapshot.bundleSequence(at: now))  ·  \(Format.date(now))")
         func show(_ view: AuthorityView, indent: String) {
             let marker = indent.isEmpty ? "" : "└─ "
             print("\(indent)\(marker)\(view.id)  [\(view.role), \(view.state)\(view.upstream ? ", upstream" : "")]  \(view.key_type)")

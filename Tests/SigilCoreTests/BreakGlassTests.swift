@@ -96,7 +96,7 @@ struct BreakGlassTests {
         let oldLeaf = try await issue()
         let oldRoot = try #require(try await authorities().active(.root))
         let oldIntermediate = try #require(try await authorities().active(.intermediate))
-        let sequence = try await ca.snapshot().bundleSequence
+        let sequence = try await ca.snapshot().bundleSequence(at: clock.now)
 
         let outcome = try await ca.rotateNow(
             .root, taintOld: taintOld, dryRun: false, reason: "root compromise", actor: Self.operatorID)
@@ -111,7 +111,7 @@ struct BreakGlassTests {
         #expect(set.record(id: oldRoot.id)?.state == oldState)
         #expect(set.record(id: oldIntermediate.id)?.state == oldState)
         #expect(Set(set.bundleRoots(at: clock.now).map(\.id)) == [oldRoot.id, newRoot.id])
-        #expect(try await ca.snapshot().bundleSequence == sequence + 1, "the new root entered the bundle")
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == sequence + 1, "the new root entered the bundle")
 
         let newLeaf = try await issue()
         #expect(
@@ -162,11 +162,11 @@ struct BreakGlassTests {
         let oldLeaf = try await issue()
         let oldRoot = try #require(try await authorities().active(.root))
         _ = try await ca.rotateNow(.root, taintOld: true, dryRun: false, reason: "compromise", actor: Self.operatorID)
-        let sequence = try await ca.snapshot().bundleSequence
+        let sequence = try await ca.snapshot().bundleSequence(at: clock.now)
 
         let revoked = try await ca.revoke(oldRoot.id, reason: "compromise confirmed", actor: Self.operatorID)
         #expect(revoked.state == .revoked)
-        #expect(try await ca.snapshot().bundleSequence == sequence + 1)
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == sequence + 1)
         #expect(
             try await authorities().bundleRoots(at: clock.now).map(\.id) == [
                 try #require(try await authorities().active(.root)).id

@@ -60,7 +60,7 @@ struct CertificateAuthorityTests {
         #expect(intermediate.certificate.isSigned(by: root.certificate))
         #expect(try await ca.signingAuthority().record == intermediate)
         #expect(try await ca.signingAuthority().chain == [intermediate.certificate])
-        #expect(try await ca.snapshot().bundleSequence == 1)
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == 1)
 
         #expect(try await ca.bootstrap() == false)
         #expect(try await store.authorities().count == 2)
@@ -168,7 +168,7 @@ struct CertificateAuthorityTests {
         #expect(prepared.parentID == set.active(.root)?.id)
         #expect(set.active(.intermediate) == before)
         #expect(try await ca.signingAuthority().record == before)
-        #expect(try await ca.snapshot().bundleSequence == 1, "intermediates are not in the bundle")
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == 1, "intermediates are not in the bundle")
     }
 
     @Test("activateNext activates the prepared intermediate and retires the old one")
@@ -235,7 +235,7 @@ struct CertificateAuthorityTests {
         var set = try await authorities()
         let newRoot = try #require(set.prepared(.root))
         #expect(Set(set.bundleRoots(at: clock.now).map(\.id)) == [oldRoot.id, newRoot.id])
-        #expect(try await ca.snapshot().bundleSequence == 2)
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == 2)
 
         try await ca.perform(.activateNext, for: .root)
         set = try await authorities()
@@ -258,6 +258,26 @@ struct CertificateAuthorityTests {
         #expect(
             try ChainVerifier.verify(oldLeaf.certificate, intermediates: oldLeaf.chain, roots: roots, at: clock.now)
                 == .valid)
+    }
+
+    @Test("the bundle sequence increases when an expired root drops out, and not again when that root is revoked")
+    func expiredRootLeavesBundle() async throws {
+        try await ca.bootstrap()
+        let oldRoot = try #require(try await authorities().active(.root))
+        clock.set(Self.prepareAt(oldRoot))
+        _ = try await ca.rotateNow(.root, taintOld: true, dryRun: false, reason: "test", actor: "test")
+        let newRoot = try #require(try await authorities().active(.root))
+        let before = try await ca.snapshot().bundleSequence(at: clock.now)
+        #expect(Set(try await authorities().bundleRoots(at: clock.now).map(\.id)) == [oldRoot.id, newRoot.id])
+
+        clock.set(oldRoot.notAfter - .seconds(1))
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == before)
+        clock.set(oldRoot.notAfter + .seconds(1))
+        #expect(try await authorities().bundleRoots(at: clock.now).map(\.id) == [newRoot.id])
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == before + 1)
+
+        _ = try await ca.revoke(oldRoot.id, reason: "test", actor: "test")
+        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == before + 1, "revoking an expired root changes no bundle")
     }
 
     @Test("following the planner as the clock moves prepares at ½ life and activates at ⅙")
