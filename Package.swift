@@ -127,7 +127,10 @@ let package = Package(
         .testTarget(name: "SigilCryptoTests", dependencies: ["SigilCrypto", "SigilTestSupport"]),
         .testTarget(
             name: "SigilCoreTests",
-            dependencies: ["SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "JWTKit", package: "jwt-kit")],
+            dependencies: [
+                "SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             exclude: ["Fixtures/README.md"]
         ),
         .testTarget(name: "SigilAgentTests", dependencies: ["SigilAgent", "SigilCore", "SigilTestSupport"]),

@@ -31,11 +31,7 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw CLIError("configuration_invalid", "log level \(logLevel) is not known") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap(LineLogHandler.factory(level: level))
         guard let algorithm = KeyAlgorithm(configurationName: keyType) else {
             throw CLIError("configuration_invalid", "--key-type \(keyType) is not known")
         }

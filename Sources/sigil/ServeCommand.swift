@@ -45,11 +45,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let level = value("log_level", logLevel) ?? "info"
         guard let logLevel = Logger.Level(rawValue: level) else { throw CLIError("configuration_invalid", "log level \(level) is not known") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        LoggingSystem.bootstrap(LineLogHandler.factory(level: logLevel))
         let logger = Logger(label: "sigil")
 
         let listenValue = value("listen", listen) ?? "127.0.0.1:8443"
