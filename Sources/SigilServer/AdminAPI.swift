@@ -119,11 +119,11 @@ struct AdminProblemMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as CAError {
-            return error.response(requestID: context.id, detail: error.reason)
+            return error.response(requestID: context.requestID, detail: error.reason)
         } catch let error as HTTPError {
-            return CAError(error.status == .notFound ? .notFound : .badRequest, reason: "\(error)").response(requestID: context.id)
+            return CAError(error.status == .notFound ? .notFound : .badRequest, reason: "\(error)").response(requestID: context.requestID)
         } catch {
-            return CAError(.internalError, reason: "\(error)").response(requestID: context.id, detail: "\(error)")
+            return CAError(.internalError, reason: "\(error)").response(requestID: context.requestID, detail: "\(error)")
         }
     }
 }

@@ -62,7 +62,7 @@ final class SigilAPI: Sendable {
     func issue(_ request: Request, context: SigilRequestContext) async throws -> Response {
         let started = ContinuousClock.now
         var requester = Requester(
-            actor: "anonymous", requestID: context.id, clientAddress: context.channel?.remoteAddress?.ipAddress)
+            actor: "anonymous", requestID: context.requestID, clientAddress: context.channel?.remoteAddress?.ipAddress)
         var reachedAuthority = false
         var auditRefusal = true
         do {
@@ -87,7 +87,7 @@ final class SigilAPI: Sendable {
             let issued = try await ca.issue(issuance, requester: requester)
             let roots = try await ca.snapshot().trustBundlePEM
             logger.info(
-                "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.id)"])
+                "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.requestID)"])
             metrics.issued.increment()
             metrics.issuanceDuration.record(ContinuousClock.now - started)
             return Response(
@@ -108,7 +108,7 @@ final class SigilAPI: Sendable {
             metrics.denied(error.code)
             logger.log(
                 level: auditRefusal ? .notice : .debug, "issuance refused",
-                metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(context.id)"])
+                metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(context.requestID)"])
             throw error
         }
     }
@@ -310,7 +310,7 @@ struct ProblemMiddleware: RouterMiddleware {
             guard request.head.authority != nil else { throw CAError(.badRequest, reason: "request without a Host header") }
             response = try await next(request, context)
         } catch let error as CAError {
-            response = error.response(requestID: context.id)
+            response = error.response(requestID: context.requestID)
         } catch let error as HTTPError {
             let code: CAError.Code
             switch error.status {
@@ -321,12 +321,12 @@ struct ProblemMiddleware: RouterMiddleware {
             case .unsupportedMediaType: code = .unsupportedMediaType
             default: code = error.status.code < 500 ? .badRequest : .internalError
             }
-            var problem = CAError(code, reason: "\(error)").response(requestID: context.id)
+            var problem = CAError(code, reason: "\(error)").response(requestID: context.requestID)
             if code == .methodNotAllowed, let allowed = SigilAPI.routes[request.uri.path] { problem.headers[.allow] = allowed }
             response = problem
         } catch {
-            logger.error("unexpected error", metadata: [LogKey.reason: "\(error)", LogKey.requestID: "\(context.id)"])
-            response = CAError(.internalError, reason: "\(error)").response(requestID: context.id)
+            logger.error("unexpected error", metadata: [LogKey.reason: "\(error)", LogKey.requestID: "\(context.requestID)"])
+            response = CAError(.internalError, reason: "\(error)").response(requestID: context.requestID)
         }
         metrics.request(route: context.endpointPath ?? "unmatched", status: response.status.code)
         return response
