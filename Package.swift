@@ -133,7 +133,13 @@ let package = Package(
             ],
             exclude: ["Fixtures/README.md"]
         ),
-        .testTarget(name: "SigilAgentTests", dependencies: ["SigilAgent", "SigilCore", "SigilTestSupport"]),
+        .testTarget(
+            name: "SigilAgentTests",
+            dependencies: [
+                "SigilAgent", "SigilCore", "SigilCrypto", "SigilServer", "SigilStore", "SigilTestSupport",
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "SigilStoreTests",
             dependencies: [
