@@ -19,13 +19,17 @@ struct DevTokenCommand: AsyncParsableCommand {
     @Option(help: "Audience (aud).") var audience: String = "sigil"
     @Option(help: "Token lifetime.") var ttl: String = "10m"
     @Option(help: "Print this many distinct tokens, one per line (for load tests).") var count: Int = 1
+    @Option(help: "With --count: spread the tokens round-robin over this many service accounts, named <service-account>-0, -1, …")
+    var spread: Int = 1
 
     func run() async throws {
+        guard spread >= 1 else { throw CLIError("configuration_invalid", "--spread must be at least 1") }
         let issuer = try LocalTokenIssuer.load(dataDirectory: data.dataDir, create: false)
         let lifetime = try parseDuration(ttl, flag: "--ttl")
-        for _ in 0..<max(1, count) {
+        for index in 0..<max(1, count) {
+            let account = spread == 1 ? serviceAccount : "\(serviceAccount)-\(index % spread)"
             print(try await issuer.mint(
-                identity: WorkloadIdentity(namespace: namespace, serviceAccount: serviceAccount), audience: audience, ttl: lifetime,
+                identity: WorkloadIdentity(namespace: namespace, serviceAccount: account), audience: audience, ttl: lifetime,
                 now: SystemClock().now))
         }
     }
