@@ -60,3 +60,18 @@ def test_quick_start_with_curl(sigil, start_server, make_csr, tmp_path):
     ])
     assert result.returncode == 0, result
     assert json.loads(result.stdout)["spiffe_id"] == WEB_ID, result
+
+
+def test_dev_tokens_spread_over_service_accounts(sigil, start_server, make_csr, tmp_path):
+    """`dev token --count N --spread K` (the bench's many-identity load): distinct tokens, round-robin over
+    <service-account>-0 … -K-1, each accepted for its own identity."""
+    server = start_server(tmp_path / "pki")
+    tokens = dev_token(sigil, server.data_dir, "default", "web", "--count", "4", "--spread", "2").splitlines()
+    assert len(set(tokens)) == 4, tokens
+    csr = make_csr(sans=[])  # no URI SAN: the identity comes from each token
+    issued = [assert_issued(server.post_csr(csr.path.read_text(), token), f"spiffe://cluster.local/ns/default/sa/web-{i % 2}")
+              for i, token in enumerate(tokens)]
+    assert len({body["serial"] for body in issued}) == 4
+    refused = sigil.run("dev", "token", "--data-dir", server.data_dir, "--namespace", "default", "--service-account", "web",
+                        "--count", "2", "--spread", "0")
+    assert refused.returncode != 0 and "configuration_invalid" in refused.stderr, refused
