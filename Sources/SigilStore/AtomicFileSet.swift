@@ -42,7 +42,10 @@ public enum AtomicFileSet {
             throw StorageError(.unavailable, reason: "cannot create \(versionPath): \(errnoText())")
         }
         do {
-            for file in files { try SecureFile.write(file.contents, to: versionPath + "/" + file.name, mode: file.mode) }
+            // The version directory is not visible yet: files are created in place, and one fsync of the
+            // directory makes their names durable before the switch.
+            for file in files { try SecureFile.create(file.contents, at: versionPath + "/" + file.name, mode: file.mode) }
+            SecureFile.syncDirectory(versionPath)
         } catch {
             removeVersion(versionPath)
             throw error
@@ -59,7 +62,7 @@ public enum AtomicFileSet {
             removeVersion(versionPath)
             throw error
         }
-        syncDirectory(directory)
+        SecureFile.syncDirectory(directory)
         removeStaleVersions(in: directory, keeping: version)
     }
 
@@ -98,12 +101,5 @@ public enum AtomicFileSet {
 
     private static func removeVersion(_ path: String) {
         try? FileManager.default.removeItem(atPath: path)
-    }
-
-    private static func syncDirectory(_ directory: String) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        fsync(fd)
-        close(fd)
     }
 }

@@ -10,8 +10,20 @@ public enum SecureFile {
         // cannot clobber each other's temporary file, and a planted link cannot redirect the write.
         let suffix = hexString((try? SecureRandom.bytes(8)) ?? Array("\(getpid())".utf8))
         let temporary = "\(directory.isEmpty ? "." : directory)/.\((path as NSString).lastPathComponent).tmp-\(suffix)"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw StorageError(.unavailable, reason: "cannot create \(temporary): \(errnoText())") }
+        try create(data, at: temporary, mode: mode)
+        guard rename(temporary, path) == 0 else {
+            let reason = errnoText()
+            unlink(temporary)
+            throw StorageError(.unavailable, reason: "cannot write \(path): \(reason)")
+        }
+        syncDirectory(directory.isEmpty ? "." : directory)
+    }
+
+    /// Creates `path` (which must not exist, and is never followed through a symlink) with `mode`, writes
+    /// `data` and fsyncs it; removes it again if that fails. The caller makes the name durable.
+    static func create(_ data: Data, at path: String, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw StorageError(.unavailable, reason: "cannot create \(path): \(errnoText())") }
         var ok = fchmod(fd, mode) == 0
         data.withUnsafeBytes { buffer in
             var offset = 0
@@ -22,16 +34,19 @@ public enum SecureFile {
         }
         ok = ok && fsync(fd) == 0
         close(fd)
-        guard ok, rename(temporary, path) == 0 else {
+        guard ok else {
             let reason = errnoText()
-            unlink(temporary)
+            unlink(path)
             throw StorageError(.unavailable, reason: "cannot write \(path): \(reason)")
         }
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirFD >= 0 {
-            fsync(dirFD)
-            close(dirFD)
-        }
+    }
+
+    /// fsyncs a directory, so that names created or renamed in it survive a crash (best effort).
+    static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
     }
 
     /// Throws `insecure` if group or others have any access to `path`.
