@@ -91,28 +91,42 @@ struct AtomicFileSetTests {
     func readersSeeMatchingPairs() async throws {
         let directory = try TemporaryDirectory()
         try AtomicFileSet.publish(Self.pair(0), in: directory.path, at: Self.now)
-        let done = Atomic<Bool>(false)
+        let shared = ReaderState()
         let path = directory.path
-        let reader = Task.detached { () -> (pairs: Int, mismatches: [String]) in
-            var pairs = 0
-            var mismatches: [String] = []
-            while !done.load(ordering: .acquiring) {
+        // A thread of its own, not a task: under a busy test run the cooperative pool might not schedule it.
+        let (finished, finish) = AsyncStream.makeStream(of: Void.self)
+        let reader = Thread {
+            while !shared.done.load(ordering: .acquiring) {
                 // One directory descriptor for both reads: the version cannot change between them.
                 let fd = open(path + "/..data", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                 guard fd >= 0 else { continue }
                 defer { close(fd) }
                 guard let key = Self.read(at: fd, "svid.key"), let cert = Self.read(at: fd, "svid.pem") else { continue }
-                pairs += 1
-                if key.dropFirst(4) != cert.dropFirst(5) { mismatches.append("\(key) / \(cert)") }
+                shared.pairs.add(1, ordering: .relaxed)
+                if key.dropFirst(4) != cert.dropFirst(5) { shared.mismatches.withLock { $0.append("\(key) / \(cert)") } }
             }
-            return (pairs, mismatches)
+            finish.finish()
         }
-        for n in 1...200 { try AtomicFileSet.publish(Self.pair(n), in: directory.path, at: Self.now) }
-        done.store(true, ordering: .releasing)
-        let (pairs, mismatches) = await reader.value
-        #expect(mismatches.count == 0, "first mismatches: \(mismatches.prefix(5))")
-        #expect(pairs > 0)
-        #expect(Self.text(directory.file("svid.pem")) == "cert 200")
+        reader.start()
+        // At least 200 switches, and on until the reader has checked 50 pairs (bounded, should it never run).
+        var n = 0
+        while n < 200 || (shared.pairs.load(ordering: .relaxed) < 50 && n < 100_000) {
+            n += 1
+            try AtomicFileSet.publish(Self.pair(n), in: directory.path, at: Self.now)
+        }
+        shared.done.store(true, ordering: .releasing)
+        for await _ in finished {}
+        let found = shared.mismatches.withLock { $0 }
+        #expect(found.count == 0, "first mismatches: \(found.prefix(5))")
+        #expect(shared.pairs.load(ordering: .relaxed) >= 50)
+        #expect(Self.text(directory.file("svid.pem")) == "cert \(n)")
+    }
+
+    /// What the reader thread and the test share.
+    final class ReaderState: Sendable {
+        let done = Atomic<Bool>(false)
+        let pairs = Atomic<Int>(0)
+        let mismatches = Mutex<[String]>([])
     }
 
     /// The contents of `name` in the directory open at `fd`, or nil when it was removed meanwhile.
