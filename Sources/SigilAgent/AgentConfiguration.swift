@@ -46,6 +46,5 @@ public struct AgentConfiguration: Sendable {
     public static let bundleName = "bundle.pem"
 
     public var certificatePath: String { outputDirectory + "/" + Self.certificateName }
-    public var keyPath: String { outputDirectory + "/" + Self.keyName }
     public var bundlePath: String { outputDirectory + "/" + Self.bundleName }
 }
