@@ -148,8 +148,9 @@ public struct CertificateIssuer: Sendable {
 }
 
 /// The body of `POST /v1/certificates` (DESIGN.md, "HTTP API"): `{"csr": PEM, "ttl_seconds"?: integer}`.
-/// Written by the agent, read by the server, and fuzzed (`sigil-fuzz request`) as the server reads it.
-public struct IssuanceRequestBody: Codable, Sendable, Equatable {
+/// Written by the agent (Encodable), read by the server only through `decode(_:)` (stricter than a synthesized
+/// Decodable, which would take `6e2` as 600), and fuzzed (`sigil-fuzz request`) as the server reads it.
+public struct IssuanceRequestBody: Encodable, Sendable, Equatable {
     public let csr: String
     public let ttl_seconds: Int?
 
