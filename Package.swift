@@ -144,7 +144,8 @@ let package = Package(
             name: "SigilStoreTests",
             dependencies: [
                 "SigilStore", "SigilCore", "SigilTestSupport",
-                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

@@ -125,6 +125,8 @@ public final class PostgresStore: SigilStoreBackend {
             CREATE INDEX audit_by_serial ON audit(serial);
             """),
         ("v3-leases", "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)"),
+        // As in SQLiteStore: no issuance looks certificates up by identity, so none pays for that index.
+        ("v4-no-identity-index", "DROP INDEX IF EXISTS certificates_by_identity"),
     ]
 
     private func migrate() async throws {
@@ -325,7 +327,12 @@ public final class PostgresStore: SigilStoreBackend {
 
     public func liveCertificates(spiffeID: SPIFFEID, at time: Date) async throws -> [InventoryRecord] {
         try await inventory(
-            "SELECT * FROM certificates WHERE spiffe_id = \(spiffeID.description) AND not_after > \(time.timeIntervalSince1970) AND revoked_at IS NULL ORDER BY issued_at")
+            """
+            SELECT * FROM certificates
+            WHERE authority_id IN (SELECT id FROM authorities) AND not_after > \(time.timeIntervalSince1970)
+                AND spiffe_id = \(spiffeID.description) AND revoked_at IS NULL
+            ORDER BY issued_at
+            """)
     }
 
     private func inventory(_ query: PostgresQuery) async throws -> [InventoryRecord] {

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SigilCore
 @testable import SigilStore
 import SigilTestSupport
@@ -20,6 +21,21 @@ struct SQLiteStoreTests {
             #expect(fileMode(path + suffix) == 0o600, "\(suffix)")
         }
         #expect(store.path == path)
+    }
+
+    @Test("no issuance writes an index by identity; an identity's live certificates are read by authority")
+    func noIdentityIndex() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try SQLiteStore(path: directory.file("sigil.db"), kek: KeyEncryptionKey.generate())
+        let (indexes, plan) = try await store.read { db in
+            (
+                try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'certificates'"),
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + SQLiteStore.liveCertificatesOfIdentity, arguments: [0, "x"])
+                    .map { $0["detail"] as String }
+            )
+        }
+        #expect(Set(indexes) == ["sqlite_autoindex_certificates_1", "certificates_by_authority"])
+        #expect(plan.contains { $0.hasPrefix("SEARCH certificates USING INDEX certificates_by_authority") }, "\(plan)")
     }
 
     @Test("a path that cannot hold a database is unavailable")
