@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--fraction", type=float, default=0.8)
+    parser.add_argument("--identities", type=int, default=1000)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sigil-soak."))
@@ -66,7 +67,7 @@ def main() -> int:
         tokens = work / "tokens.txt"
         minted = subprocess.run(
             [sigil, "dev", "token", "--data-dir", str(data), "--namespace", "soak", "--service-account", "load",
-             "--ttl", f"{args.minutes + 30}m", "--count", "2000"],
+             "--ttl", f"{args.minutes + 30}m", "--count", "2000", "--spread", str(args.identities)],
             capture_output=True, text=True, check=True,
         )
         tokens.write_text(minted.stdout)
@@ -126,6 +127,7 @@ def main() -> int:
     report = [
         f"# Soak: {args.minutes} min at {args.fraction:.0%} of the maximum",
         "",
+        f"- load: 2,000 tokens for {args.identities:,} workload identities",
         f"- maximum at concurrency {CONCURRENCY}: {maximum['issued_per_second']:.0f}/s; soak target {rate:.0f}/s",
         f"- issued {issued:,} certificates, {errors} errors",
         f"- p99 per minute: {min(c['p99_ms'] for c in chunks):.1f}–{max(c['p99_ms'] for c in chunks):.1f} ms",
