@@ -110,8 +110,6 @@ public struct SigningAuthority: Sendable {
     public let identity: SigningIdentity
     /// Intermediates from this authority up to (excluding) the root, leaf-side first.
     public let chain: [Certificate]
-    /// `chain` as PEM blocks, encoded once: every issuance returns them.
-    public let chainPEM: [String]
 
     /// The trust domain this authority signs for (leaves outside it are refused).
     public let trustDomain: TrustDomain
@@ -120,7 +118,6 @@ public struct SigningAuthority: Sendable {
         self.record = record
         self.identity = SigningIdentity(certificate: record.certificate, key: key)
         self.chain = chain
-        chainPEM = chain.map(\.pem)
         self.trustDomain = trustDomain
     }
 }

@@ -21,8 +21,6 @@ public struct IssuedCertificate: Sendable {
     public let certificate: Certificate
     /// Intermediates from the issuer up to (excluding) the root.
     public let chain: [Certificate]
-    /// `chain` as PEM blocks (the signing authority's, encoded once).
-    let intermediatesPEM: [String]
     public let spiffeID: SPIFFEID
     public let authorityID: String
     /// When the holder should renew: half of the lifetime.
@@ -34,7 +32,7 @@ public struct IssuedCertificate: Sendable {
     public var notAfter: Date { certificate.notAfter }
 
     /// Leaf then intermediates, as PEM blocks.
-    public var chainPEM: [String] { [certificate.pem] + intermediatesPEM }
+    public var chainPEM: [String] { ([certificate] + chain).map(\.pem) }
 
     /// The inventory row for this certificate.
     public func inventoryRecord(issuedAt: Date) -> InventoryRecord {
@@ -144,7 +142,7 @@ public struct CertificateIssuer: Sendable {
         }
         let lifetime = certificate.notAfter.timeIntervalSince(certificate.notBefore)
         return IssuedCertificate(
-            certificate: certificate, chain: authority.chain, intermediatesPEM: authority.chainPEM, spiffeID: request.identity, authorityID: authority.record.id,
+            certificate: certificate, chain: authority.chain, spiffeID: request.identity, authorityID: authority.record.id,
             renewAfter: certificate.notBefore.addingTimeInterval(lifetime / 2), publicKey: key)
     }
 }

@@ -10,6 +10,8 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     public let der: [UInt8]
     /// The parse with the public key decoded, made on first use: see `keyedPointer`.
     private let keyed = Mutex<OpaquePointer?>(nil)
+    /// `pem`, encoded on first use: an authority's certificates go out with every issuance.
+    private let encodedPEM = Mutex<String?>(nil)
 
     private init(taking pointer: OpaquePointer, der: [UInt8]) {
         self.pointer = pointer
@@ -61,7 +63,14 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
         try PEMBlock.parseAll(pem).filter { $0.label == "CERTIFICATE" }.map { try Certificate(der: $0.der) }
     }
 
-    public var pem: String { PEMBlock(label: "CERTIFICATE", der: der).encoded }
+    public var pem: String {
+        encodedPEM.withLock { cached in
+            if let cached { return cached }
+            let encoded = PEMBlock(label: "CERTIFICATE", der: der).encoded
+            cached = encoded
+            return encoded
+        }
+    }
 
     public var serial: SerialNumber {
         guard let integer = X509_get0_serialNumber(pointer) else { return SerialNumber(bytes: []) }
