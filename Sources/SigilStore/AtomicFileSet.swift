@@ -31,9 +31,13 @@ public enum AtomicFileSet {
 
     /// Replaces the set in `directory` (which must exist) with `files`, and removes earlier versions; `now`
     /// names the version directory (with a random suffix, so equal times do not collide).
-    /// A regular file left at one of the names by an older layout is replaced by its link (a reader sees that
-    /// one name missing until the switch).
-    /// - Throws: `StorageError(.unavailable)`; the previous version stays current if the switch did not happen.
+    /// A name that is not yet a link through `..data` (the first write, or a regular file left by an older
+    /// layout) becomes one just after the switch: until then it keeps what it had, so no name ever points at
+    /// a `..data` that does not exist yet. Each such name is checked and its link made before the switch.
+    /// - Throws: `StorageError(.unavailable)`. When the switch did not happen the previous version stays
+    ///   current and no new one is left behind; should a name fail to take its link after the switch (it
+    ///   passed the checks, so only a change made meanwhile can cause that), the new version is current and
+    ///   that name keeps its old contents until the next publish.
     public static func publish(_ files: [File], in directory: String, at now: Date) throws {
         let stamp = Timestamp.microseconds(now).filter { $0 != "-" && $0 != ":" }
         let version = "..\(stamp)-\(hexString(try SecureRandom.bytes(4)))"
@@ -41,29 +45,43 @@ public enum AtomicFileSet {
         guard mkdir(versionPath, 0o755) == 0 else {
             throw StorageError(.unavailable, reason: "cannot create \(versionPath): \(errnoText())")
         }
+        // Links for the names, made under temporary names now and renamed into place after the switch.
+        var pending: [(temporary: String, path: String)] = []
         do {
             // The version directory is not visible yet: files are created in place, and one fsync of the
             // directory makes their names durable before the switch.
             for file in files { try SecureFile.create(file.contents, at: versionPath + "/" + file.name, mode: file.mode) }
             SecureFile.syncDirectory(versionPath)
-        } catch {
-            removeVersion(versionPath)
-            throw error
-        }
-        do {
-            // The names first (already links after the first write), then the one switch.
             for file in files {
                 let path = directory + "/" + file.name
                 let target = currentLink + "/" + file.name
-                if (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) != target { try replaceLink(path, target: target) }
+                if (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == target { continue }
+                try checkReplaceable(path)
+                pending.append((try temporaryLink(besides: path, target: target), path))
             }
-            try replaceLink(directory + "/" + currentLink, target: version)
+            let current = directory + "/" + currentLink
+            try checkReplaceable(current)
+            let switchLink = (temporary: try temporaryLink(besides: current, target: version), path: current)
+            do { try rename(switchLink) } catch {
+                unlink(switchLink.temporary)
+                throw error
+            }
         } catch {
+            for link in pending { unlink(link.temporary) }
             removeVersion(versionPath)
             throw error
         }
+        // The switch happened: the new version is current, whatever follows.
+        var failure: (any Error)?
+        for link in pending {
+            do { try rename(link) } catch {
+                unlink(link.temporary)
+                failure = failure ?? error
+            }
+        }
         SecureFile.syncDirectory(directory)
         removeStaleVersions(in: directory, keeping: version)
+        if let failure { throw failure }
     }
 
     /// The contents of `name` in the current version, or nil when there is none.
@@ -71,20 +89,32 @@ public enum AtomicFileSet {
         FileManager.default.contents(atPath: directory + "/" + currentLink + "/" + name)
     }
 
-    /// Points `path` at `target` in one rename (a temporary link next to it, renamed over it).
-    private static func replaceLink(_ path: String, target: String) throws {
+    /// A new link to `target` next to `path`, under a temporary name (`<name>.tmp-<random>`).
+    private static func temporaryLink(besides path: String, target: String) throws -> String {
         let temporary = "\(path).tmp-\(hexString(try SecureRandom.bytes(8)))"
         guard symlink(target, temporary) == 0 else {
             throw StorageError(.unavailable, reason: "cannot create link \(temporary): \(errnoText())")
         }
-        guard rename(temporary, path) == 0 else {
-            let reason = errnoText()
-            unlink(temporary)
-            throw StorageError(.unavailable, reason: "cannot replace \(path): \(reason)")
+        return temporary
+    }
+
+    /// Renames the temporary link over its name: one atomic step.
+    private static func rename(_ link: (temporary: String, path: String)) throws {
+        guard Foundation.rename(link.temporary, link.path) == 0 else {
+            throw StorageError(.unavailable, reason: "cannot replace \(link.path): \(errnoText())")
         }
     }
 
-    /// Removes version directories other than `current` and temporary links a crash left behind.
+    /// Throws unless a link can be renamed over `path`: rename(2) never replaces a directory with a link.
+    private static func checkReplaceable(_ path: String) throws {
+        var info = stat()
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+            throw StorageError(.unavailable, reason: "cannot replace \(path): it is a directory")
+        }
+    }
+
+    /// Removes version directories other than `current`, and the temporary links a crash left behind (those
+    /// of `..data`, and those of the names, which point into `..data`).
     private static func removeStaleVersions(in directory: String, keeping current: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         for name in names where name.hasPrefix("..") && name != current && name != currentLink {
@@ -94,6 +124,12 @@ public enum AtomicFileSet {
             if info.st_mode & S_IFMT == S_IFDIR, name.dropFirst(2).first?.isNumber == true {
                 removeVersion(path)
             } else if info.st_mode & S_IFMT == S_IFLNK, name.hasPrefix(currentLink + ".tmp-") {
+                unlink(path)
+            }
+        }
+        for name in names where !name.hasPrefix("..") && name.contains(".tmp-") {
+            let path = directory + "/" + name
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path), target.hasPrefix(currentLink + "/") {
                 unlink(path)
             }
         }

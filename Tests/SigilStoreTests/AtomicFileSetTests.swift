@@ -87,6 +87,44 @@ struct AtomicFileSetTests {
         #expect(try Self.entries(directory).hidden == before.hidden)
     }
 
+    @Test("a first publish over the older layout that cannot switch leaves the regular files readable, not dangling links")
+    func failedFirstSwitchKeepsOldFiles() throws {
+        let directory = try TemporaryDirectory()
+        try SecureFile.write(Data("old key".utf8), to: directory.file("svid.key"))
+        try SecureFile.write(Data("old cert".utf8), to: directory.file("svid.pem"), mode: 0o644)
+        // rename(2) cannot put the ..data link over a non-empty directory.
+        try FileManager.default.createDirectory(atPath: directory.file("..data/x"), withIntermediateDirectories: true)
+
+        expectStorageError(.unavailable) { try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now) }
+        #expect(Self.text(directory.file("svid.key")) == "old key")
+        #expect(Self.text(directory.file("svid.pem")) == "old cert")
+        #expect(try Self.entries(directory) == (["..data"], ["svid.key", "svid.pem"]))
+
+        // Once the obstacle is gone the next publish completes the layout.
+        try FileManager.default.removeItem(atPath: directory.file("..data"))
+        try AtomicFileSet.publish(Self.pair(2), in: directory.path, at: Self.now)
+        #expect(Self.text(directory.file("svid.key")) == "key 2")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("svid.key")) == "..data/svid.key")
+    }
+
+    @Test("temporary links a crash left behind, of ..data and of the names, are removed by the next publish")
+    func removesCrashLeftovers() throws {
+        let directory = try TemporaryDirectory()
+        try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
+        for (name, target) in [
+            ("..data.tmp-0011223344556677", "..20261126T000000000000Z-00112233"), ("svid.pem.tmp-8899aabbccddeeff", "..data/svid.pem"),
+        ] {
+            #expect(symlink(target, directory.file(name)) == 0)
+        }
+        // A workload's own file that happens to contain ".tmp-" is not Sigil's to remove.
+        try SecureFile.write(Data("mine".utf8), to: directory.file("notes.tmp-1"))
+
+        try AtomicFileSet.publish(Self.pair(2), in: directory.path, at: Self.now)
+        let (hidden, visible) = try Self.entries(directory)
+        #expect(hidden.count == 2 && hidden.contains("..data"), "\(hidden)")
+        #expect(visible == ["notes.tmp-1", "svid.key", "svid.pem"])
+    }
+
     @Test("a reader that resolves ..data once always gets a matching key and certificate while versions change")
     func readersSeeMatchingPairs() async throws {
         let directory = try TemporaryDirectory()
