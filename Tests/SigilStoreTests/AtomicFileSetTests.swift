@@ -25,6 +25,14 @@ struct AtomicFileSetTests {
         return (names.filter { $0.hasPrefix("..") }, names.filter { !$0.hasPrefix("..") })
     }
 
+    /// A directory as the older layout left it: the key and certificate as regular files.
+    static func olderLayout() throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory()
+        try SecureFile.write(Data("old key".utf8), to: directory.file("svid.key"))
+        try SecureFile.write(Data("old cert".utf8), to: directory.file("svid.pem"), mode: 0o644)
+        return directory
+    }
+
     @Test("publish makes each name a link through ..data to one version directory, with the files' modes")
     func layout() throws {
         let directory = try TemporaryDirectory()
@@ -64,9 +72,7 @@ struct AtomicFileSetTests {
 
     @Test("regular files left by the older layout are replaced by links")
     func migratesRegularFiles() throws {
-        let directory = try TemporaryDirectory()
-        try SecureFile.write(Data("old key".utf8), to: directory.file("svid.key"))
-        try SecureFile.write(Data("old cert".utf8), to: directory.file("svid.pem"), mode: 0o644)
+        let directory = try Self.olderLayout()
         try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
         #expect(Self.text(directory.file("svid.key")) == "key 1")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("svid.pem")) == "..data/svid.pem")
@@ -89,9 +95,7 @@ struct AtomicFileSetTests {
 
     @Test("a first publish over the older layout that cannot switch leaves the regular files readable, not dangling links")
     func failedFirstSwitchKeepsOldFiles() throws {
-        let directory = try TemporaryDirectory()
-        try SecureFile.write(Data("old key".utf8), to: directory.file("svid.key"))
-        try SecureFile.write(Data("old cert".utf8), to: directory.file("svid.pem"), mode: 0o644)
+        let directory = try Self.olderLayout()
         // rename(2) cannot put the ..data link over a non-empty directory.
         try FileManager.default.createDirectory(atPath: directory.file("..data/x"), withIntermediateDirectories: true)
 
