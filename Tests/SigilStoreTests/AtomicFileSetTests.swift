@@ -33,13 +33,25 @@ struct AtomicFileSetTests {
         return directory
     }
 
+    /// Expects svid.key and svid.pem, read through their names, to hold `key` and `cert`.
+    static func expectNames(
+        in directory: TemporaryDirectory, key: String, cert: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        #expect(text(directory.file("svid.key")) == key, sourceLocation: sourceLocation)
+        #expect(text(directory.file("svid.pem")) == cert, sourceLocation: sourceLocation)
+    }
+
+    /// Puts a non-empty directory at `name`: rename(2) cannot put a link over it.
+    static func obstruct(_ name: String, in directory: TemporaryDirectory) throws {
+        try FileManager.default.createDirectory(atPath: directory.file(name + "/x"), withIntermediateDirectories: true)
+    }
+
     @Test("publish makes each name a link through ..data to one version directory, with the files' modes")
     func layout() throws {
         let directory = try TemporaryDirectory()
         try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
 
-        #expect(Self.text(directory.file("svid.key")) == "key 1")
-        #expect(Self.text(directory.file("svid.pem")) == "cert 1")
+        Self.expectNames(in: directory, key: "key 1", cert: "cert 1")
         #expect(fileMode(directory.file("svid.key")) == 0o600)
         #expect(fileMode(directory.file("svid.pem")) == 0o644)
         for name in ["svid.key", "svid.pem"] {
@@ -62,8 +74,7 @@ struct AtomicFileSetTests {
         defer { try? oldKey.close() }
 
         try AtomicFileSet.publish(Self.pair(2), in: directory.path, at: Self.now)
-        #expect(Self.text(directory.file("svid.key")) == "key 2")
-        #expect(Self.text(directory.file("svid.pem")) == "cert 2")
+        Self.expectNames(in: directory, key: "key 2", cert: "cert 2")
         #expect(AtomicFileSet.read("svid.pem", in: directory.path) == Data("cert 2".utf8))
         let (hidden, _) = try Self.entries(directory)
         #expect(hidden.count == 2 && !hidden.contains(first), "the earlier version was not removed: \(hidden)")
@@ -83,25 +94,21 @@ struct AtomicFileSetTests {
         let directory = try TemporaryDirectory()
         try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
         let before = try Self.entries(directory)
-        // rename(2) cannot put a link over a non-empty directory.
-        try FileManager.default.createDirectory(atPath: directory.file("bundle.pem/x"), withIntermediateDirectories: true)
+        try Self.obstruct("bundle.pem", in: directory)
         let files = Self.pair(2) + [.init(name: "bundle.pem", contents: Data("bundle".utf8), mode: 0o644)]
 
         expectStorageError(.unavailable) { try AtomicFileSet.publish(files, in: directory.path, at: Self.now) }
-        #expect(Self.text(directory.file("svid.key")) == "key 1")
-        #expect(Self.text(directory.file("svid.pem")) == "cert 1")
+        Self.expectNames(in: directory, key: "key 1", cert: "cert 1")
         #expect(try Self.entries(directory).hidden == before.hidden)
     }
 
     @Test("a first publish over the older layout that cannot switch leaves the regular files readable, not dangling links")
     func failedFirstSwitchKeepsOldFiles() throws {
         let directory = try Self.olderLayout()
-        // rename(2) cannot put the ..data link over a non-empty directory.
-        try FileManager.default.createDirectory(atPath: directory.file("..data/x"), withIntermediateDirectories: true)
+        try Self.obstruct("..data", in: directory)
 
         expectStorageError(.unavailable) { try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now) }
-        #expect(Self.text(directory.file("svid.key")) == "old key")
-        #expect(Self.text(directory.file("svid.pem")) == "old cert")
+        Self.expectNames(in: directory, key: "old key", cert: "old cert")
         #expect(try Self.entries(directory) == (["..data"], ["svid.key", "svid.pem"]))
 
         // Once the obstacle is gone the next publish completes the layout.
