@@ -9,8 +9,17 @@ public enum AuditAction: String, Sendable, Codable, CaseIterable {
     case adminStatus = "admin_status"
     case adminRotate = "admin_rotate"
     case adminRevoke = "admin_revoke"
+    case adminTaint = "admin_taint"
     case start, stop
     case keyImport = "key_import"
+    /// The sealed private key of an authority that no longer signs was erased (its certificate stays).
+    case eraseKey = "erase_key"
+    /// The chain was re-linked under the keyed link (a one-time store migration).
+    case relink
+    /// Unauthenticated denials over the audit budget, counted instead of recorded one by one.
+    case denySummary = "deny_summary"
+    /// A stored row failed its integrity check and was ignored.
+    case integrity
 }
 
 public enum AuditOutcome: String, Sendable, Codable {
@@ -60,13 +69,20 @@ public struct AuditEvent: Sendable, Equatable, Codable {
     }
 }
 
-/// An event in the chain: its sequence number, the previous record's hash and its own.
+/// An event in the chain: its sequence number, the previous record's link and its own.
+///
+/// A link is an HMAC-SHA-256 under the deployment's audit chain key (`AuditChainKey`, derived from the
+/// audit key that the key-encryption key seals) over the record's canonical encoding, which includes the
+/// previous link. Whoever can write the database but lacks the KEK can neither edit a record nor recompute
+/// the links after it.
 public struct AuditRecord: Sendable, Equatable {
     public static let genesisHash = String(repeating: "0", count: 64)
 
     public let sequence: Int64
     public let event: AuditEvent
+    /// The previous record's link (`genesisHash` for the first record).
     public let previousHash: String
+    /// This record's link.
     public let hash: String
 
     public init(sequence: Int64, event: AuditEvent, previousHash: String, hash: String) {
@@ -76,17 +92,21 @@ public struct AuditRecord: Sendable, Equatable {
         self.hash = hash
     }
 
-    /// Chains `event` after a record with `previousHash` at `sequence`.
-    public static func chained(_ event: AuditEvent, sequence: Int64, previousHash: String) -> AuditRecord {
-        AuditRecord(sequence: sequence, event: event, previousHash: previousHash, hash: computeHash(event, sequence: sequence, previousHash: previousHash))
+    /// Chains `event` (cut to the record size limits) after a record with link `previousHash` at `sequence`.
+    public static func chained(_ event: AuditEvent, sequence: Int64, previousHash: String, key: AuditChainKey) -> AuditRecord {
+        let event = event.bounded()
+        return AuditRecord(
+            sequence: sequence, event: event, previousHash: previousHash,
+            hash: key.link(canonicalEncoding(event, sequence: sequence, previousHash: previousHash)))
     }
 
-    /// SHA-256 over the canonical encoding: sorted-key JSON of every field, time in whole microseconds.
-    public static func computeHash(_ event: AuditEvent, sequence: Int64, previousHash: String) -> String {
+    /// The unkeyed SHA-256 link of stores made before the keyed chain; only re-linking reads it.
+    public static func legacyHash(_ event: AuditEvent, sequence: Int64, previousHash: String) -> String {
         hexString(Digest.sha256(canonicalEncoding(event, sequence: sequence, previousHash: previousHash)))
     }
 
-    static func canonicalEncoding(_ event: AuditEvent, sequence: Int64, previousHash: String) -> [UInt8] {
+    /// The canonical encoding the link covers: sorted-key JSON of every field, time in whole microseconds.
+    public static func canonicalEncoding(_ event: AuditEvent, sequence: Int64, previousHash: String) -> [UInt8] {
         // Keys in sorted order, no whitespace, nulls written: the same record always encodes to the same bytes.
         var writer = JSONObjectWriter()
         writer.field("action", event.action.rawValue)
@@ -133,6 +153,54 @@ public struct AuditRecord: Sendable, Equatable {
     public static func timestamp(_ date: Date) -> String { Timestamp.microseconds(date) }
 }
 
+/// The key that links the audit chain: HMAC-SHA-256 under a key derived from the deployment's audit key
+/// (32 random bytes kept in the store sealed by the key-encryption key). Derived, not the audit key itself,
+/// so token HMACs and chain links never share a key.
+public struct AuditChainKey: Sendable {
+    private let mac: HMACSHA256
+
+    /// Derives the chain key from `auditKey`: HMAC-SHA-256(auditKey, "sigil audit chain v1").
+    public init(auditKey: [UInt8]) {
+        mac = HMACSHA256(key: HMACSHA256(key: auditKey).authenticate(Array("sigil audit chain v1".utf8)))
+    }
+
+    /// The hex link of `canonical` (a record's canonical encoding).
+    public func link(_ canonical: [UInt8]) -> String { hexString(mac.authenticate(canonical)) }
+}
+
+extension AuditEvent {
+    /// The most bytes each text field of a stored record may hold (UTF-8, after escaping).
+    public static let fieldLimits = (reason: 512, actor: 512, subject: 512, short: 128)
+    /// The largest canonical encoding of a record. The ten text fields hold at most 2,432 bytes with no
+    /// control character left (`bounded` escapes them), so JSON escaping at most doubles them (`"` and `\`);
+    /// keys, sequence, time and the previous link add under 400 bytes.
+    public static let maxEncodedBytes = 8192
+
+    /// This event with control characters escaped (`SafeText`) and every text field cut to its limit (`…` marks
+    /// a cut). Attacker-chosen text (a refused token's header, a client certificate's SAN) thus can neither
+    /// grow a record without bound nor forge a line where a record is printed.
+    public func bounded() -> AuditEvent {
+        var event = self
+        let limits = Self.fieldLimits
+        event.actor = Self.cut(actor, limits.actor)
+        event.reason = reason.map { Self.cut($0, limits.reason) }
+        event.subject = subject.map { Self.cut($0, limits.subject) }
+        event.code = code.map { Self.cut($0, limits.short) }
+        event.serial = serial.map { Self.cut($0, limits.short) }
+        event.authorityID = authorityID.map { Self.cut($0, limits.short) }
+        event.publicKeySHA256 = publicKeySHA256.map { Self.cut($0, limits.short) }
+        event.requestID = requestID.map { Self.cut($0, limits.short) }
+        event.clientAddress = clientAddress.map { Self.cut($0, limits.short) }
+        event.tokenHMAC = tokenHMAC.map { Self.cut($0, limits.short) }
+        return event
+    }
+
+    private static func cut(_ text: String, _ limit: Int) -> String {
+        if text.utf8.count <= limit && SafeText.isPlain(text) { return text }
+        return SafeText.excerpt(text, limit: limit)
+    }
+}
+
 extension Date {
     /// Whole microseconds since 1970 (the audit chain's time resolution).
     public var microsecondsSince1970: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded(.down)) }
@@ -149,13 +217,61 @@ public enum AuditVerification: Equatable, Sendable {
     case broken(sequence: Int64, reason: String)
 }
 
+/// The newest record's position in the chain, exported by `sigil audit head` for anchoring outside the store
+/// (a ticket, a transparency log, another system's database): `sigil audit verify --head FILE` later checks
+/// that the chain still holds that record with that link, which detects truncation of the newest records.
+public struct AuditHead: Sendable, Equatable, Codable {
+    public let sequence: Int64
+    public let link: String
+    /// The record's time, RFC 3339 (informative: `verify --head` checks the sequence and the link).
+    public let time: String
+
+    public init(sequence: Int64, link: String, time: String) {
+        self.sequence = sequence
+        self.link = link
+        self.time = time
+    }
+
+    public init(_ record: AuditRecord) {
+        self.init(sequence: record.sequence, link: record.hash, time: AuditRecord.timestamp(record.event.time))
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case sequence = "seq"
+        case link
+        case time
+    }
+
+    /// Whether the chain read by `verifier`-checked `records` still holds this head: the record at
+    /// `sequence` exists and carries `link`. Returns the problem, or nil.
+    public func problem(in record: AuditRecord?, lastSequence: Int64) -> String? {
+        guard let record else {
+            return sequence > lastSequence
+                ? "the chain ends at record \(lastSequence) but the anchored head is record \(sequence): records were removed from its end"
+                : "record \(sequence) of the anchored head is missing"
+        }
+        guard record.hash == link else {
+            return "record \(sequence) has link \(record.hash), not the anchored \(link): the chain was rewritten"
+        }
+        return nil
+    }
+}
+
 /// Walks audit records in storage order and names the first one that was edited, deleted, inserted or moved.
 public struct AuditChainVerifier: Sendable {
+    private let key: AuditChainKey?
     private(set) var expectedSequence: Int64 = 1
     private(set) var previousHash = AuditRecord.genesisHash
     public private(set) var count = 0
 
-    public init() {}
+    /// A verifier of links under `key`.
+    public init(key: AuditChainKey) { self.key = key }
+
+    /// A verifier of the unkeyed SHA-256 links of stores made before the keyed chain (re-linking checks the old
+    /// chain with it before replacing it).
+    public static func legacy() -> AuditChainVerifier { AuditChainVerifier(key: nil) }
+
+    private init(key: AuditChainKey?) { self.key = key }
 
     /// Checks the next record; returns the problem if it breaks the chain.
     public mutating func check(_ record: AuditRecord) -> AuditVerification? {
@@ -166,11 +282,12 @@ public struct AuditChainVerifier: Sendable {
             return .broken(sequence: record.sequence, reason: what)
         }
         if record.previousHash != previousHash {
-            return .broken(sequence: record.sequence, reason: "previous-hash link does not match record \(record.sequence - 1): inserted, deleted or reordered")
+            return .broken(sequence: record.sequence, reason: "previous link does not match record \(record.sequence - 1): inserted, deleted or reordered")
         }
-        let recomputed = AuditRecord.computeHash(record.event, sequence: record.sequence, previousHash: record.previousHash)
+        let recomputed = key.map { $0.link(AuditRecord.canonicalEncoding(record.event, sequence: record.sequence, previousHash: record.previousHash)) }
+            ?? AuditRecord.legacyHash(record.event, sequence: record.sequence, previousHash: record.previousHash)
         if recomputed != record.hash {
-            return .broken(sequence: record.sequence, reason: "content does not match its hash: record edited")
+            return .broken(sequence: record.sequence, reason: "content does not match its link: record edited")
         }
         expectedSequence += 1
         previousHash = record.hash
@@ -217,14 +334,24 @@ public struct Requester: Sendable, Equatable {
     public var tokenHMAC: String?
     /// Authenticated by a Sigil client certificate: the issuance is a renewal.
     public var isRenewal: Bool
+    /// When the identity was last proven with a token: nil when it is proven now (a token issuance); for a
+    /// renewal, the presented certificate's, carried into the new one.
+    public var authenticatedAt: Date?
 
-    public init(actor: String, requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil, isRenewal: Bool = false) {
+    public init(
+        actor: String, requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil, isRenewal: Bool = false,
+        authenticatedAt: Date? = nil
+    ) {
         self.actor = actor
         self.requestID = requestID
         self.clientAddress = clientAddress
         self.tokenHMAC = tokenHMAC
         self.isRenewal = isRenewal
+        self.authenticatedAt = authenticatedAt
     }
+
+    /// Whether authentication has succeeded (refusals before it are not tied to any identity).
+    public var isAuthenticated: Bool { actor != "anonymous" }
 
     /// A success event of `action` by this requester.
     public func event(_ action: AuditAction, at time: Date) -> AuditEvent {

@@ -34,10 +34,15 @@ public struct AuthorityRecord: Sendable, Identifiable, Equatable {
     public let isUpstream: Bool
     public let createdAt: Date
     public var updatedAt: Date
+    /// Whether the store holds its sealed private key. Set by the store: keys of authorities that no longer
+    /// sign (retired, tainted, revoked) are erased, so only these can ever sign.
+    public var hasKey: Bool
+    /// DER of the last CRL the authority signed before its key was erased (nil while it has its key).
+    public var finalCRL: [UInt8]?
 
     public init(
         id: String? = nil, role: AuthorityRole, state: AuthorityState, certificate: Certificate, parentID: String?,
-        isUpstream: Bool = false, createdAt: Date, updatedAt: Date? = nil
+        isUpstream: Bool = false, createdAt: Date, updatedAt: Date? = nil, hasKey: Bool = true, finalCRL: [UInt8]? = nil
     ) {
         self.id = id ?? Self.identifier(role: role, certificate: certificate)
         self.role = role
@@ -47,7 +52,12 @@ public struct AuthorityRecord: Sendable, Identifiable, Equatable {
         self.isUpstream = isUpstream
         self.createdAt = createdAt
         self.updatedAt = updatedAt ?? createdAt
+        self.hasKey = hasKey
+        self.finalCRL = finalCRL
     }
+
+    /// Whether an authority in `state` keeps its key: only those that sign or are about to.
+    public static func keepsKey(_ state: AuthorityState) -> Bool { state == .active || state == .prepared }
 
     public static func identifier(role: AuthorityRole, certificate: Certificate) -> String {
         "\(role.rawValue)-\(certificate.sha256Fingerprint.prefix(16))"

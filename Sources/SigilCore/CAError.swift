@@ -30,6 +30,7 @@ public struct CAError: Error, Equatable, CustomStringConvertible, Sendable {
             case internalError = "internal_error"
             case unsupportedMediaType = "unsupported_media_type"
             case methodNotAllowed = "method_not_allowed"
+            case reauthenticationRequired = "reauthentication_required"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -61,6 +62,9 @@ public struct CAError: Error, Equatable, CustomStringConvertible, Sendable {
         public static let internalError = Code(.internalError)
         public static let unsupportedMediaType = Code(.unsupportedMediaType)
         public static let methodNotAllowed = Code(.methodNotAllowed)
+        /// A renewal by client certificate whose identity was last proven with a token longer ago than
+        /// `renewal_max_age`: the caller must present its token again.
+        public static let reauthenticationRequired = Code(.reauthenticationRequired)
     }
 
     public let code: Code

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import SigilCrypto
 import Synchronization
 
@@ -12,14 +13,21 @@ public final class CertificateAuthority: Sendable {
     public let planner: RotationPlanner
     let store: any CAStore
     let clock: any WallClock
+    let logger: Logger
     private let state = Mutex<Snapshot?>(nil)
     /// Set while a rotation (scheduled or break-glass) changes authorities in this process.
     private let rotating = Mutex<Bool>(false)
+    /// Authority rows that failed their integrity check and were already logged and audited by this process.
+    private let reportedRejections = Mutex<Set<String>>([])
 
     /// The cached view of the store: all authorities and the active intermediate with its key.
     public struct Snapshot: Sendable {
         public let authorities: AuthoritySet
         public let signer: SigningAuthority?
+        /// The current CRL of every authority that has one, by authority id (see `RevocationLists`).
+        public let crls: [String: CertificateRevocationList]
+        /// Authority rows the store holds that failed their integrity check: ignored.
+        public let rejected: [RejectedAuthority]
         /// The sequence kept in the store: increases when a root is added or revoked.
         public let storedBundleSequence: Int64
         /// PEM of the bundle roots when the snapshot was taken (refreshed with every reload, at least every
@@ -37,13 +45,14 @@ public final class CertificateAuthority: Sendable {
 
     public init(
         store: any CAStore, configuration: AuthorityConfiguration, policy: IssuancePolicy,
-        rotation: RotationPolicy = RotationPolicy(), clock: any WallClock
+        rotation: RotationPolicy = RotationPolicy(), clock: any WallClock, logger: Logger = Logger(label: "sigil", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
         self.store = store
         self.configuration = configuration
         self.issuer = CertificateIssuer(policy: policy)
         self.planner = RotationPlanner(policy: rotation)
         self.clock = clock
+        self.logger = logger
     }
 
     /// Creates the first root (or imports `upstream`) and intermediate when the store has none.
@@ -75,22 +84,79 @@ public final class CertificateAuthority: Sendable {
         return true
     }
 
-    /// Re-reads authorities from the store (after a change here or by another replica).
+    /// Re-reads authorities from the store (after a change here or by another replica), and signs again any
+    /// CRL whose list changed or that is half way to its `nextUpdate`. Rows that fail their integrity check
+    /// are left out, and each is logged and audited once per process.
     public func reload() async throws {
-        let authorities = AuthoritySet(try await store.authorities())
+        let rows = try await store.loadAuthorities()
+        let authorities = AuthoritySet(rows.records)
         let sequence = try await store.bundleSequence()
+        let previous = state.withLock { $0 }
         var signer: SigningAuthority? = nil
         if let active = authorities.active(.intermediate) {
-            let cachedKey = state.withLock { $0?.signer?.record.id == active.id ? $0?.signer?.identity.key : nil }
+            let cachedKey = previous?.signer?.record.id == active.id ? previous?.signer?.identity.key : nil
             let key: PrivateKey
             if let cachedKey { key = cachedKey } else { key = try await store.authorityKey(id: active.id) }
             signer = SigningAuthority(record: active, key: key, chain: authorities.chain(from: active), trustDomain: configuration.trustDomain)
         }
+        let now = clock.now
         let snapshot = Snapshot(
-            authorities: authorities, signer: signer, storedBundleSequence: sequence,
-            trustBundlePEM: authorities.bundleRoots(at: clock.now).map(\.certificate.pem))
+            authorities: authorities, signer: signer,
+            crls: try await revocationLists(authorities, signer: signer, previous: previous?.crls ?? [:], at: now),
+            rejected: rows.rejected, storedBundleSequence: sequence,
+            trustBundlePEM: authorities.bundleRoots(at: now).map(\.certificate.pem))
         state.withLock { $0 = snapshot }
+        try await report(rows.rejected)
     }
+
+    /// The CRL of every authority that has one at `now`: live authorities' reused from `previous` while current.
+    private func revocationLists(
+        _ authorities: AuthoritySet, signer: SigningAuthority?, previous: [String: CertificateRevocationList], at now: Date
+    ) async throws -> [String: CertificateRevocationList] {
+        var lists: [String: CertificateRevocationList] = [:]
+        for authority in authorities.records where !authority.isExpired(at: now) {
+            if authority.hasKey && AuthorityRecord.keepsKey(authority.state) {
+                let leaves = authority.role == .intermediate ? try await store.revokedCertificates(authorityID: authority.id, at: now) : []
+                let entries = RevocationLists.entries(for: authority, in: authorities, revokedLeaves: leaves)
+                if let current = previous[authority.id], RevocationLists.isCurrent(current, for: entries, at: now) {
+                    lists[authority.id] = current
+                    continue
+                }
+                let key: PrivateKey
+                if let signer, signer.record.id == authority.id { key = signer.identity.key } else {
+                    do {
+                        key = try await store.authorityKey(id: authority.id)
+                    } catch let error as StorageError where error.code == .notFound {
+                        continue  // an upstream root imported without its key signs no CRL
+                    }
+                }
+                lists[authority.id] = try RevocationLists.sign(entries, by: authority, key: key, final: false, at: now)
+            } else if let final = authority.finalCRL, let crl = try? CertificateRevocationList(der: final),
+                crl.nextUpdate.map({ $0 > now }) ?? false
+            {
+                lists[authority.id] = crl
+            }
+        }
+        return lists
+    }
+
+    /// Logs and audits each rejected authority row the first time this process sees it.
+    private func report(_ rejected: [RejectedAuthority]) async throws {
+        let fresh = reportedRejections.withLock { reported -> [RejectedAuthority] in
+            let fresh = rejected.filter { !reported.contains($0.id) }
+            reported.formUnion(fresh.map(\.id))
+            return fresh
+        }
+        for rejection in fresh {
+            logger.error(
+                "ignoring an authority row that fails its integrity check",
+                metadata: ["sigil.authority": "\(rejection.id)", "sigil.reason": "\(rejection.reason)"])
+            try await audit(.integrity, actor: "system", outcome: .failure, code: "store_corrupt", reason: rejection.reason, authorityID: rejection.id)
+        }
+    }
+
+    /// The snapshot as last loaded, without touching the store (nil before the first load).
+    public var cachedSnapshot: Snapshot? { state.withLock { $0 } }
 
     /// The current snapshot (loads it on first use).
     public func snapshot() async throws -> Snapshot {
@@ -137,7 +203,7 @@ public final class CertificateAuthority: Sendable {
         event.authorityID = issued.authorityID
         event.publicKeySHA256 = issued.publicKey.sha256Fingerprint
         do {
-            _ = try await store.commitIssuance(issued.inventoryRecord(issuedAt: now), event: event)
+            _ = try await store.commitIssuance(issued.inventoryRecord(issuedAt: now, authenticatedAt: requester.authenticatedAt), event: event)
         } catch {
             throw CAError(.auditUnavailable, reason: "audit/inventory commit failed, certificate withheld: \(error)")
         }
@@ -223,7 +289,7 @@ public final class CertificateAuthority: Sendable {
             if let current = authorities.active(role) { updates.append((current.id, .retired)) }
             let events = [event(.activate, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor activated", authorityID: next.id)]
                 + updates.dropFirst().map { event(.retire, actor: actor, reason: reason ?? "replaced by \(next.id)", authorityID: $0.id) }
-            try await store.updateAuthorityStates(updates, at: now, audit: events)
+            try await applyStateChanges(updates, in: authorities, actor: actor, audit: events)
             changed = updates.map(\.id)
         case .renew(let why):
             if role == .root, authorities.active(.root)?.isUpstream == true {
@@ -237,12 +303,54 @@ public final class CertificateAuthority: Sendable {
             if let current = authorities.active(role) { updates.append((current.id, .retired)) }
             // A stale prepared successor would otherwise be activated later in place of the new one.
             if let stale = authorities.prepared(role) { updates.append((stale.id, .retired)) }
-            try await store.updateAuthorityStates(
-                updates, at: now, audit: [event(.rotate, actor: actor, reason: reason ?? "repair: \(why)", authorityID: created)])
+            try await applyStateChanges(
+                updates, in: authorities, actor: actor, audit: [event(.rotate, actor: actor, reason: reason ?? "repair: \(why)", authorityID: created)])
             changed = updates.map(\.id)
         }
         try await reload()
         return changed
+    }
+
+    /// Moves authorities to new states in one store transaction with `audit`. Each authority that loses its
+    /// key with this change (it held one, and its new state does not sign) signs its final CRL first, and
+    /// the erasure is audited in the same transaction: an authority without a key can never sign again.
+    func applyStateChanges(
+        _ updates: [(id: String, state: AuthorityState)], in authorities: AuthoritySet, actor: String, audit: [AuditEvent]
+    ) async throws {
+        let now = clock.now
+        var finalCRLs: [String: [UInt8]] = [:]
+        var erasures: [AuditEvent] = []
+        for update in updates where !AuthorityRecord.keepsKey(update.state) {
+            guard let record = authorities.record(id: update.id), record.hasKey else { continue }
+            var reason = "\(record.role.rawValue) no longer signs (\(update.state.rawValue)): its private key is erased"
+            do {
+                let key = try await store.authorityKey(id: record.id)
+                let leaves = record.role == .intermediate ? try await store.revokedCertificates(authorityID: record.id, at: now) : []
+                let entries = RevocationLists.entries(for: record, in: authorities, revokedLeaves: leaves)
+                finalCRLs[record.id] = try RevocationLists.sign(entries, by: record, key: key, final: true, at: now).der
+                reason += "; final CRL of \(entries.count) entr\(entries.count == 1 ? "y" : "ies") kept"
+            } catch let error as StorageError where error.code == .notFound {
+                reason += " (no key was stored)"
+            }
+            erasures.append(event(.eraseKey, actor: actor, reason: reason, authorityID: record.id))
+        }
+        try await store.updateAuthorityStates(updates, at: now, finalCRLs: finalCRLs, audit: audit + erasures)
+    }
+
+    /// Erases the keys that an earlier version kept for authorities that no longer sign (retired, tainted,
+    /// revoked), each with its final CRL and an audit record. Run at start-up; does nothing when there are none.
+    /// - Returns: the ids whose keys were erased.
+    @discardableResult
+    public func eraseKeysOfNonSigningAuthorities() async throws -> [String] {
+        try await exclusively {
+            try await reload()
+            let authorities = try await snapshot().authorities
+            let stale = authorities.records.filter { $0.hasKey && !AuthorityRecord.keepsKey($0.state) }
+            guard !stale.isEmpty else { return [] }
+            try await applyStateChanges(stale.map { ($0.id, $0.state) }, in: authorities, actor: "system", audit: [])
+            try await reload()
+            return stale.map(\.id)
+        }
     }
 
     /// Creates and stores a successor; `audit` makes the record committed with it, given the new id.

@@ -34,11 +34,11 @@ public struct IssuedCertificate: Sendable {
     /// Leaf then intermediates, as PEM blocks.
     public var chainPEM: [String] { ([certificate] + chain).map(\.pem) }
 
-    /// The inventory row for this certificate.
-    public func inventoryRecord(issuedAt: Date) -> InventoryRecord {
+    /// The inventory row for this certificate; `authenticatedAt` defaults to the issuance (a token issuance).
+    public func inventoryRecord(issuedAt: Date, authenticatedAt: Date? = nil) -> InventoryRecord {
         InventoryRecord(
             serial: serial, spiffeID: spiffeID, authorityID: authorityID, notBefore: notBefore, notAfter: notAfter,
-            publicKeySHA256: publicKey.sha256Fingerprint, issuedAt: issuedAt)
+            publicKeySHA256: publicKey.sha256Fingerprint, issuedAt: issuedAt, authenticatedAt: authenticatedAt)
     }
 }
 

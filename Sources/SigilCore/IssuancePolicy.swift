@@ -22,6 +22,9 @@ public struct IssuancePolicy: Sendable, Equatable {
     public var deniedNamespaces: Set<String>
     /// Per-namespace maximum TTL, tighter than `maxTTL`. Default: none.
     public var namespaceMaxTTL: [String: Duration]
+    /// How long a chain of renewals by client certificate may go on after the identity was last proven with a
+    /// token; past it a renewal is refused with `reauthentication_required`. Default 24 h (`renewal_max_age`).
+    public var renewalMaxAge: Duration = .seconds(86_400)
 
     public init(
         defaultTTL: Duration = .seconds(3600), maxTTL: Duration = .seconds(86_400), minTTL: Duration = .seconds(60),
@@ -50,6 +53,7 @@ public struct IssuancePolicy: Sendable, Equatable {
             throw CAError.configuration(reason: "backdate must be ≥ 0 and shorter than the minimum TTL")
         }
         guard !allowedKeys.isEmpty else { throw CAError.configuration(reason: "no key type allowed") }
+        guard renewalMaxAge > .zero else { throw CAError.configuration(reason: "renewal_max_age must be longer than 0s") }
     }
 
     /// The maximum TTL for `identity` (the per-namespace limit when there is one).

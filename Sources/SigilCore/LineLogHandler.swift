@@ -63,12 +63,18 @@ public struct LineLogHandler: LogHandler {
         if !label.isEmpty { line += " " + label }
         line += ":"
         if let pretty { line += " " + pretty }
-        line += " [\(event.source)] \(event.message)\n"
+        line += " [\(event.source)] \(Self.escaped(event.message.description))\n"
         output(line)
     }
 
     private static func prettify(_ metadata: Logger.Metadata) -> String? {
-        metadata.isEmpty ? nil : metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        metadata.isEmpty ? nil : metadata.sorted { $0.key < $1.key }.map { "\(escaped($0.key))=\(escaped("\($0.value)"))" }.joined(separator: " ")
+    }
+
+    /// One line whatever a value holds: a newline or terminal escape in a logged value (a reason quoting
+    /// a client's header, say) must not forge a line or reach the operator's terminal.
+    static func escaped(_ text: String) -> String {
+        SafeText.isPlain(text) ? text : SafeText.escapingControlCharacters(text)
     }
 
     /// One `write(2)` per line (stderr is unbuffered), so concurrent lines do not interleave.

@@ -9,17 +9,31 @@ public struct VerifiedToken: Sendable, Equatable {
     public let expiresAt: Date
     /// `kubernetes.io.pod.name`, when the token is bound to a pod.
     public let podName: String?
+    /// The `kid` of the key that verified it (JWKS sources), so a cached verification ends when that key
+    /// leaves the issuer's JWKS.
+    public let keyID: String?
 
-    public init(identity: WorkloadIdentity, expiresAt: Date, podName: String? = nil) {
+    public init(identity: WorkloadIdentity, expiresAt: Date, podName: String? = nil, keyID: String? = nil) {
         self.identity = identity
         self.expiresAt = expiresAt
         self.podName = podName
+        self.keyID = keyID
     }
 }
 
 /// Authenticates a bearer token. Throws `CAError` with a `token_*`/`audience_mismatch` code on refusal.
+///
+/// Refusal reasons are fixed sentences: they never quote a header or claim of the refused token (its `alg`,
+/// `kid`, `iss`…), which an attacker chooses and which would otherwise reach the log and the audit record.
 public protocol TokenVerifier: Sendable {
     func verify(_ token: String) async throws -> VerifiedToken
+    /// Whether an earlier verification still stands (a cache asks before reusing it): false once the key that
+    /// verified it has left the issuer's key set.
+    func stillTrusts(_ token: VerifiedToken) -> Bool
+}
+
+extension TokenVerifier {
+    public func stillTrusts(_ token: VerifiedToken) -> Bool { true }
 }
 
 /// Where the issuer's JWKS comes from (a file, OIDC discovery…); fetched again when an unknown `kid` arrives.
@@ -121,7 +135,7 @@ public final class JWKSTokenVerifier: TokenVerifier {
             throw invalid("JWT header is not a JSON object")
         }
         guard let algorithm = header["alg"] as? String, let expected = Self.allowedAlgorithms[algorithm] else {
-            throw invalid("JWT algorithm \(String(describing: header["alg"] ?? "none")) is not allowed")
+            throw invalid("JWT algorithm is not allowed (only RS, ES and PS with SHA-256, -384 or -512)")
         }
         for forbidden in ["jku", "x5u", "jwk", "x5c", "crit"] where header[forbidden] != nil {
             throw invalid("JWT header field \(forbidden) is not accepted")
@@ -141,10 +155,26 @@ public final class JWKSTokenVerifier: TokenVerifier {
         } catch {
             throw invalid("JWT signature or encoding invalid")
         }
-        return try check(claims)
+        return try check(claims, keyID: kid)
     }
 
-    private func check(_ claims: KubernetesClaims) throws -> VerifiedToken {
+    /// Whether the key that verified `token` is still in the issuer's key set as last fetched.
+    public func stillTrusts(_ token: VerifiedToken) -> Bool {
+        guard let keyID = token.keyID else { return true }
+        return keys.withLock { $0?.types[keyID] != nil }
+    }
+
+    /// Fetches the JWKS now (the periodic refresh, `token_jwks_refresh`): keys that left it stop verifying at
+    /// once, and cached verifications by them end (`stillTrusts`). Fetch failures keep the current keys.
+    /// - Returns: the kids that left the set.
+    @discardableResult
+    public func refresh() async throws -> Set<String> {
+        let before = Set(keys.withLock { $0?.types.keys.map { $0 } } ?? [])
+        let after = Set(try await load().types.keys)
+        return before.subtracting(after)
+    }
+
+    private func check(_ claims: KubernetesClaims, keyID: String) throws -> VerifiedToken {
         let now = clock.now.timeIntervalSince1970
         let leeway = policy.leeway.timeInterval
         // Legacy secret-based tokens carry no exp and no audience: never accepted.
@@ -166,7 +196,7 @@ public final class JWKSTokenVerifier: TokenVerifier {
         }
         return VerifiedToken(
             identity: WorkloadIdentity(namespace: namespace, serviceAccount: account),
-            expiresAt: Date(timeIntervalSince1970: exp), podName: claims.kubernetes?.pod?.name)
+            expiresAt: Date(timeIntervalSince1970: exp), podName: claims.kubernetes?.pod?.name, keyID: keyID)
     }
 
     private func currentKeys() async throws -> KeySet {
@@ -219,8 +249,10 @@ public final class JWKSTokenVerifier: TokenVerifier {
     }
 }
 
-/// Remembers successful verifications by the token's SHA-256 until the token's `exp`, so renewals do not pay
-/// the signature check again. Bounded: when full, expired entries go first, then the oldest.
+/// Remembers successful verifications by the token's SHA-256 until the token's `exp` (the verifier's
+/// `expiresAt`), so renewals do not pay the signature check again, and only while the inner verifier still
+/// trusts them (a key removed from the JWKS ends them at once). Bounded: when full, expired entries go first,
+/// then the oldest.
 public final class CachingTokenVerifier: TokenVerifier {
     private let inner: any TokenVerifier
     private let clock: any WallClock
@@ -236,12 +268,18 @@ public final class CachingTokenVerifier: TokenVerifier {
 
     public var statistics: (hits: Int, misses: Int) { counters.withLock { $0 } }
 
+    public func stillTrusts(_ token: VerifiedToken) -> Bool { inner.stillTrusts(token) }
+
     public func verify(_ token: String) async throws -> VerifiedToken {
         let key = hexString(Digest.sha256(Array(token.utf8)))
         let now = clock.now
-        if let cached = entries.withLock({ $0[key] }), now < cached.expiresAt {
-            counters.withLock { $0.hits += 1 }
-            return cached
+        if let cached = entries.withLock({ $0[key] }) {
+            if now < cached.expiresAt && inner.stillTrusts(cached) {
+                counters.withLock { $0.hits += 1 }
+                return cached
+            }
+            // Expired, or its key left the issuer's set: verified again (and refused) below.
+            entries.withLock { _ = $0.removeValue(forKey: key) }
         }
         counters.withLock { $0.misses += 1 }
         let verified = try await inner.verify(token)

@@ -28,6 +28,7 @@ final class AdminAPI: Sendable {
         router.get("/admin/status") { _, context in try await self.status(context) }
         router.post("/admin/rotate") { request, context in try await self.rotate(request, context: context) }
         router.post("/admin/revoke") { request, context in try await self.revoke(request, context: context) }
+        router.post("/admin/taint") { request, context in try await self.taint(request, context: context) }
     }
 
     struct Status: Encodable {
@@ -69,16 +70,43 @@ final class AdminAPI: Sendable {
         return try SigilAPI.json(outcome)
     }
 
+    /// `{"authority_id": …}` revokes a tainted authority; `{"serial": …}` revokes one leaf.
     struct RevokeBody: Decodable {
-        let authority_id: String
+        let authority_id: String?
+        let serial: String?
         let reason: String
     }
 
     func revoke(_ request: Request, context: SigilRequestContext) async throws -> Response {
         let body = try await decode(RevokeBody.self, request)
-        let record = try await ca.revoke(body.authority_id, reason: try requireReason(body.reason), actor: try await actor(context))
-        logger.notice("admin revoke", metadata: [LogKey.authority: "\(record.id)"])
-        return try SigilAPI.json(["id": record.id, "role": record.role.rawValue, "state": record.state.rawValue])
+        let reason = try requireReason(body.reason)
+        switch (body.authority_id, body.serial) {
+        case (let id?, nil):
+            let record = try await ca.revoke(id, reason: reason, actor: try await actor(context))
+            logger.notice("admin revoke", metadata: [LogKey.authority: "\(record.id)"])
+            return try SigilAPI.json(["id": record.id, "role": record.role.rawValue, "state": record.state.rawValue])
+        case (nil, let text?):
+            guard let serial = SerialNumber(hex: text) else { throw CAError(.badRequest, reason: "serial must be hexadecimal") }
+            let outcome = try await ca.revokeCertificate(serial, reason: reason, actor: try await actor(context))
+            logger.notice("admin revoke", metadata: [LogKey.serial: "\(outcome.serial)", LogKey.identity: "\(outcome.spiffeID)"])
+            return try SigilAPI.json(outcome)
+        default:
+            throw CAError(.badRequest, reason: "name exactly one of authority_id and serial")
+        }
+    }
+
+    struct TaintBody: Decodable {
+        let authority_id: String
+        let dry_run: Bool?
+        let reason: String
+    }
+
+    func taint(_ request: Request, context: SigilRequestContext) async throws -> Response {
+        let body = try await decode(TaintBody.self, request)
+        let outcome = try await ca.taint(
+            body.authority_id, reason: try requireReason(body.reason), dryRun: body.dry_run ?? false, actor: try await actor(context))
+        logger.notice("admin taint", metadata: [LogKey.authority: "\(outcome.authorityID)", "sigil.dry_run": "\(outcome.dryRun)"])
+        return try SigilAPI.json(outcome)
     }
 
     private func requireReason(_ reason: String) throws -> String {

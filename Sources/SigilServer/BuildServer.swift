@@ -23,8 +23,14 @@ public func buildServer(
     configuration: ServerConfiguration, clock: any WallClock, logger: Logger,
     onListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> SigilServerServices {
+    if configuration.tokenSource == .local && !NetworkAddress.isLoopback(configuration.host) && !configuration.localModeOnNetwork {
+        throw CAError.configuration(
+            reason: "local mode (no token source: anyone who reads the data directory mints any identity) listens only on loopback; "
+                + "configure a token source, or pass --local-mode to listen on \(configuration.host) anyway")
+    }
     let directory = DataDirectory(path: configuration.dataDirectory)
-    let store = try await directory.openStore(configuration.store, create: true, logger: logger)
+    let store = try await directory.openStore(
+        configuration.store, create: true, logger: logger, clock: clock, connectTimeout: configuration.storeConnectTimeout)
     if let sink = configuration.auditSink {
         let stream = try JSONLinesAuditSink(destination: sink, logger: logger)
         store.observeAudit { stream.emit($0) }
@@ -40,7 +46,8 @@ public func buildServer(
         try await store.saveAuthorityConfiguration(authorityConfiguration)
     }
     let ca = CertificateAuthority(
-        store: store, configuration: authorityConfiguration, policy: configuration.policy, rotation: configuration.rotation, clock: clock)
+        store: store, configuration: authorityConfiguration, policy: configuration.policy, rotation: configuration.rotation, clock: clock,
+        logger: logger)
     let created: Bool
     do {
         created = try await ca.bootstrap()
@@ -58,40 +65,60 @@ public func buildServer(
             try await ca.perform(.renew(reason: reason), for: role)
         }
     }
+    // Stores written by versions that kept the keys of retired, tainted and revoked authorities.
+    let erased = try await ca.eraseKeysOfNonSigningAuthorities()
+    if !erased.isEmpty {
+        logger.notice("erased the private keys of authorities that no longer sign", metadata: ["sigil.authorities": "\(erased)"])
+    }
 
     let metrics = ServerMetrics()
     var services: [any Service] = []
-    let inner: any TokenVerifier
+    var reviewVerifier: TokenReviewVerifier? = nil
+    var jwksVerifier: JWKSTokenVerifier? = nil
     switch configuration.tokenSource {
     case .local:
         // Creates the development issuer's key and JWKS on first start; tokens are then checked like any JWKS's.
         _ = try LocalTokenIssuer.load(dataDirectory: directory.path, create: true)
         logger.warning(
             "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production.")
-        inner = JWKSTokenVerifier(
+        jwksVerifier = JWKSTokenVerifier(
             policy: TokenPolicy(issuer: LocalTokenIssuer.issuerURL, audience: configuration.tokenAudience),
             source: FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)), clock: clock)
     case .jwksFile(let path):
-        inner = JWKSTokenVerifier(
+        jwksVerifier = JWKSTokenVerifier(
             policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
             source: FileJWKSSource(path: path), clock: clock)
     case .jwksURL(let url):
-        inner = JWKSTokenVerifier(
+        try requireHTTPS(url, "--token-jwks URL")
+        let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
+        services.append(HTTPClientService(client: client))
+        jwksVerifier = JWKSTokenVerifier(
             policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
-            source: HTTPJWKSSource(location: .jwks(url), client: .shared), clock: clock)
+            source: HTTPJWKSSource(location: .jwks(url), client: client), clock: clock)
     case .discovery:
         let issuer = try requireIssuer(configuration)
-        inner = JWKSTokenVerifier(
-            policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience),
-            source: HTTPJWKSSource(location: .discovery(issuer: issuer), client: .shared), clock: clock)
-    case .tokenReview(let url, let caFile, let credentialFile):
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let caFile { tls.trustRoots = .file(caFile) }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        try requireHTTPS(issuer, "--token-issuer (OIDC discovery)")
+        let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
         services.append(HTTPClientService(client: client))
-        inner = TokenReviewVerifier(
+        jwksVerifier = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience),
+            source: HTTPJWKSSource(location: .discovery(issuer: issuer), client: client), clock: clock)
+    case .tokenReview(let url, let caFile, let credentialFile):
+        try requireHTTPS(url, "--token-review URL")
+        let client = try makeTokenSourceClient(caFile: caFile)
+        services.append(HTTPClientService(client: client))
+        reviewVerifier = TokenReviewVerifier(
             url: url, credentialFile: credentialFile, audience: configuration.tokenAudience,
             client: client, clock: clock)
+    }
+    let inner: any TokenVerifier
+    if let jwksVerifier {
+        inner = jwksVerifier
+        services.append(JWKSRefreshService(verifier: jwksVerifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
+    } else if let reviewVerifier {
+        inner = reviewVerifier
+    } else {
+        throw CAError(.internalError, reason: "no token verifier")
     }
     let cache = CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)
 
@@ -103,8 +130,11 @@ public func buildServer(
     _ = try await rotation.step()
 
     try await ca.audit(.start, actor: "system", reason: "sigil serve on \(configuration.host):\(configuration.port)")
+    let denials = DenialBudget(perSecond: configuration.auditDenialBudget, clock: clock)
+    services.append(DenialSummaryService(budget: denials, ca: ca, interval: configuration.denialSummaryInterval, clock: clock, logger: logger))
     let api = SigilAPI(
-        ca: ca, store: store, verifier: cache, auditKey: try await store.auditKey(), tokenCache: cache, metrics: metrics, configuration: configuration, clock: clock, logger: logger)
+        ca: ca, store: store, verifier: cache, auditKey: try await store.auditKey(), tokenCache: cache, denials: denials, metrics: metrics,
+        configuration: configuration, clock: clock, logger: logger)
     let router = Router(context: SigilRequestContext.self)
     api.addRoutes(to: router)
     let tls = TLSChannelConfiguration(

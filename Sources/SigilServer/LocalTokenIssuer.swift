@@ -21,12 +21,9 @@ public struct LocalTokenIssuer: Sendable {
     public static func load(dataDirectory: String, create: Bool) throws -> LocalTokenIssuer {
         let keyPath = keyPath(dataDirectory)
         let key: PrivateKey
-        if FileManager.default.fileExists(atPath: keyPath) {
-            try SecureFile.requirePrivate(keyPath)
-            guard let pem = FileManager.default.contents(atPath: keyPath) else {
-                throw CAError.configuration(reason: "cannot read \(keyPath)")
-            }
-            key = try PrivateKey(pem: String(decoding: pem, as: UTF8.self))
+        var info = stat()
+        if lstat(keyPath, &info) == 0 {
+            key = try PrivateKey(pem: String(decoding: try SecureFile.readPrivate(keyPath), as: UTF8.self))
         } else {
             guard create else {
                 throw CAError.configuration(

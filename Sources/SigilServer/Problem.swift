@@ -16,7 +16,7 @@ extension CAError.Code {
     /// The HTTP status for this code. Only SigilServer knows HTTP.
     var httpStatus: HTTPResponse.Status {
         switch self {
-        case .tokenInvalid, .tokenExpired, .audienceMismatch, .unauthenticated: return .unauthorized
+        case .tokenInvalid, .tokenExpired, .audienceMismatch, .unauthenticated, .reauthenticationRequired: return .unauthorized
         case .csrInvalid, .csrSignatureInvalid, .invalidSPIFFEID, .keyNotAllowed, .ttlOutOfRange, .badRequest: return .badRequest
         case .identityMismatch, .policyDenied: return .forbidden
         case .rateLimited: return .tooManyRequests
@@ -38,6 +38,7 @@ extension CAError.Code {
         case .tokenExpired: return "The bearer token has expired."
         case .audienceMismatch: return "The bearer token is not intended for this service."
         case .unauthenticated: return "Authenticate with a service-account bearer token or a valid SVID client certificate."
+        case .reauthenticationRequired: return "The client certificate may no longer renew itself: authenticate with a service-account token."
         case .csrInvalid: return "The CSR could not be parsed as a PKCS#10 request."
         case .csrSignatureInvalid: return "The CSR signature does not verify (no proof of possession)."
         case .identityMismatch: return "The CSR asks for an identity other than the caller's."

@@ -58,6 +58,22 @@ public struct ServerConfiguration: Sendable {
     /// Keep-alive connections with no request in progress are closed after this long; this also bounds
     /// headers sent slowly on a reused connection. Default 30 s.
     public var idleTimeout: Duration = .seconds(30)
+    /// How often a JWKS (file, URL or discovered) is fetched again, besides the rate-limited fetch on an unknown
+    /// `kid`: a key removed by the issuer stops verifying within this time. Default 5 min.
+    public var tokenJWKSRefresh: Duration = .seconds(300)
+    /// PEM roots for the HTTPS token sources (JWKS URL, OIDC discovery); default the system's roots.
+    public var tokenJWKSCA: String?
+    /// How long `sigil serve` keeps trying to reach a PostgreSQL store before it gives up. Default 30 s.
+    public var storeConnectTimeout: Duration = .seconds(30)
+    /// Unauthenticated denials audited one by one per second; the rest are counted in
+    /// `sigil_audit_denials_suppressed_total` and summarised in one `deny_summary` record per
+    /// `denialSummaryInterval`. 0 audits every one. Default 100.
+    public var auditDenialBudget: Int = 100
+    /// Default 10 s.
+    public var denialSummaryInterval: Duration = .seconds(10)
+    /// Local mode (the development token issuer) on a listen address other than loopback: refused unless set
+    /// (`--local-mode`), since anyone who can read the data directory can then mint any identity. Default false.
+    public var localModeOnNetwork = false
 
     public init(
         dataDirectory: String = "pki", host: String = "127.0.0.1", port: Int = 8443, store: String = "sqlite",

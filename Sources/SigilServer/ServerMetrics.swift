@@ -9,6 +9,8 @@ public final class ServerMetrics: Sendable {
     let issued: Counter
     let tokenCacheHits: Gauge
     let tokenCacheMisses: Gauge
+    let deniedUnaudited: Counter
+    let rejectedAuthorities: Gauge
 
     init() {
         issuanceDuration = registry.makeDurationHistogram(
@@ -20,6 +22,11 @@ public final class ServerMetrics: Sendable {
         tokenCacheHits = registry.makeGauge(descriptor: Self.name("token_cache_hits", nil, "Token validations answered from the cache."))
         tokenCacheMisses = registry.makeGauge(
             descriptor: Self.name("token_cache_misses", nil, "Token validations that checked a signature."))
+        deniedUnaudited = registry.makeCounter(
+            descriptor: Self.name(
+                "audit_denials_suppressed", "total", "Unauthenticated denials over the audit budget: counted and summarised, not recorded one by one."))
+        rejectedAuthorities = registry.makeGauge(
+            descriptor: Self.name("authority_rows_rejected", nil, "Authority rows in the store that fail their integrity check and are ignored."))
     }
 
     static func name(_ metric: String, _ unit: String?, _ help: String) -> MetricNameDescriptor {

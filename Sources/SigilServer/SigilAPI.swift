@@ -6,6 +6,7 @@ import NIOFoundationCompat
 import NIOSSL
 import SigilCore
 import SigilCrypto
+import Synchronization
 
 /// The public HTTP API: issuance and the read endpoints.
 final class SigilAPI: Sendable {
@@ -15,22 +16,27 @@ final class SigilAPI: Sendable {
     /// Keyed with the audit key: audit records name tokens by this MAC, never by value.
     let tokenMAC: HMACSHA256
     let tokenCache: CachingTokenVerifier?
+    /// Decides which unauthenticated denials are audited one by one (the rest are counted and summarised).
+    let denials: DenialBudget
     let metrics: ServerMetrics
     let configuration: ServerConfiguration
     let clock: any WallClock
     let logger: Logger
     let clientLimiter: RateLimiter
     let identityLimiter: RateLimiter
+    /// When readiness last signed, and with which authority (see `ready`).
+    private let readiness = Mutex<(signedAt: Date, authorityID: String)?>(nil)
 
     init(
-        ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, auditKey: [UInt8], tokenCache: CachingTokenVerifier?, metrics: ServerMetrics,
-        configuration: ServerConfiguration, clock: any WallClock, logger: Logger
+        ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, auditKey: [UInt8], tokenCache: CachingTokenVerifier?,
+        denials: DenialBudget, metrics: ServerMetrics, configuration: ServerConfiguration, clock: any WallClock, logger: Logger
     ) {
         self.ca = ca
         self.store = store
         self.verifier = verifier
         tokenMAC = HMACSHA256(key: auditKey)
         self.tokenCache = tokenCache
+        self.denials = denials
         self.metrics = metrics
         self.configuration = configuration
         self.clock = clock
@@ -42,16 +48,19 @@ final class SigilAPI: Sendable {
     /// Every public route and its method, so a known path with another method gets 405, not 404.
     static let routes: [String: String] = [
         "/v1/certificates": "POST", "/v1/bundle": "GET", "/v1/bundle.pem": "GET", "/v1/authorities": "GET", "/v1/crl": "GET",
-        "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
+        "/v1/crl.pem": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
     ]
 
     func addRoutes(to router: Router<SigilRequestContext>) {
         router.add(middleware: ProblemMiddleware(metrics: metrics, logger: logger))
+        router.add(middleware: ClientRateLimitMiddleware(api: self))
         router.post("/v1/certificates") { request, context in try await self.issue(request, context: context) }
         router.get("/v1/bundle") { request, _ in try await self.bundle(request) }
         router.get("/v1/bundle.pem") { _, _ in try await self.bundlePEM() }
         router.get("/v1/authorities") { _, _ in try await self.authorities() }
         router.get("/v1/crl") { _, _ in try await self.crl() }
+        router.get("/v1/crl.pem") { _, _ in try await self.crlsPEM() }
+        router.get("/v1/crl/{authority}") { _, context in try await self.crl(authorityID: context.parameters.get("authority") ?? "") }
         router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
         router.get("/readyz") { _, _ in try await self.ready() }
         router.get("/metrics") { _, _ in self.prometheus() }
@@ -66,8 +75,6 @@ final class SigilAPI: Sendable {
         var reachedAuthority = false
         var auditRefusal = true
         do {
-            // Per client first, before any parsing or token check: the cheap refusal is the point.
-            try admit(clientLimiter, "client \(requester.clientAddress ?? "unknown")", auditRefusal: &auditRefusal)
             // Exactly one Content-Type whose media type (parameters aside) is application/json: a prefix match
             // let application/jsonp or "application/json, text/plain" through.
             let contentTypes = request.headers[values: .contentType]
@@ -75,13 +82,16 @@ final class SigilAPI: Sendable {
                 contentTypes[0].split(separator: ";", omittingEmptySubsequences: false)[0].trimmingOptionalWhitespace.lowercased()
                     == "application/json"
             else {
-                throw CAError(.unsupportedMediaType, reason: "content type \(contentTypes.joined(separator: " | ").prefix(100))")
+                throw CAError(.unsupportedMediaType, reason: "content type is not application/json: \(SafeText.excerpt(contentTypes.joined(separator: " | ")))")
             }
             if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
                 throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
             }
             let identity = try await authenticate(request, context: context, requester: &requester)
-            try admit(identityLimiter, "identity \(identity)", auditRefusal: &auditRefusal)
+            if case .limited(let wait, let audit) = identityLimiter.take("identity \(identity)") {
+                auditRefusal = audit
+                throw CAError.rateLimited(reason: "identity \(identity) over \(identityLimiter.limit)", retryAfter: wait)
+            }
             let issuance = try await readBody(request).request(for: identity)
             reachedAuthority = true
             let issued = try await ca.issue(issuance, requester: requester)
@@ -94,31 +104,49 @@ final class SigilAPI: Sendable {
                 status: .created, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: IssuanceResponse(issued, trustBundle: roots).json)))
         } catch let refusal as CAError {
-            var error = refusal
             // The authority audits its own decisions; refusals before it are audited here. No audit, no answer.
             // Rate-limit refusals are audited once per key a minute (and counted always): auditing each one
-            // durably would let a flood cost the CA a disk write per request.
-            if !reachedAuthority && auditRefusal {
-                do {
-                    _ = try await store.appendAudit(requester.denial(refusal, subject: nil, at: clock.now))
-                } catch let auditFailure {
-                    error = CAError(.auditUnavailable, reason: "denial could not be audited: \(auditFailure)")
-                }
+            // durably would let a flood cost the CA a disk write per request. Refusals before authentication
+            // succeeded are audited within the denial budget, the rest counted and summarised.
+            if !reachedAuthority && auditRefusal && !requester.isAuthenticated && !denials.admit(refusal.code.rawValue) {
+                auditRefusal = false
+                metrics.deniedUnaudited.increment()
             }
-            metrics.denied(error.code)
-            logger.log(
-                level: auditRefusal ? .notice : .debug, "issuance refused",
-                metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(context.requestID)"])
-            throw error
+            throw await refused(refusal, requester: requester, audit: !reachedAuthority && auditRefusal)
         }
     }
 
-    /// Takes one request's worth from `key`'s bucket, or throws `rate_limited`; `auditRefusal` says whether
-    /// this refusal is the one a minute that is audited.
-    private func admit(_ limiter: RateLimiter, _ key: String, auditRefusal: inout Bool) throws {
-        guard case .limited(let wait, let audit) = limiter.take(key) else { return }
-        auditRefusal = audit
-        throw CAError.rateLimited(reason: "\(key) over \(limiter.limit)", retryAfter: wait)
+    /// Counts, logs and (with `audit`) records a refusal; returns the error to answer with, which becomes
+    /// `audit_unavailable` when the record cannot be written.
+    func refused(_ refusal: CAError, requester: Requester, audit: Bool) async -> CAError {
+        var error = refusal
+        if audit {
+            do {
+                _ = try await store.appendAudit(requester.denial(refusal, subject: nil, at: clock.now))
+            } catch let auditFailure {
+                error = CAError(.auditUnavailable, reason: "denial could not be audited: \(auditFailure)")
+            }
+        }
+        metrics.denied(error.code)
+        logger.log(
+            level: audit ? .notice : .debug, "request refused",
+            metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(requester.requestID ?? "")"])
+        return error
+    }
+
+    /// Takes one request's worth from the client's bucket (every route), or throws `rate_limited`, audited
+    /// once per client a minute and within the denial budget.
+    func admitClient(_ context: SigilRequestContext) async throws {
+        let address = context.channel?.remoteAddress?.ipAddress
+        let key = NetworkAddress.rateLimitKey(address)
+        guard case .limited(let wait, var audit) = clientLimiter.take(key) else { return }
+        if audit && !denials.admit(CAError.Code.rateLimited.rawValue) {
+            audit = false
+            metrics.deniedUnaudited.increment()
+        }
+        let requester = Requester(actor: "anonymous", requestID: context.requestID, clientAddress: address)
+        throw await refused(
+            CAError.rateLimited(reason: "\(key) over \(clientLimiter.limit)", retryAfter: wait), requester: requester, audit: audit)
     }
 
     private func readBody(_ request: Request) async throws -> IssuanceRequestBody {
@@ -133,7 +161,8 @@ final class SigilAPI: Sendable {
         return try IssuanceRequestBody.decode(Array(buffer.readableBytesView))
     }
 
-    /// The caller's identity: from a bearer token, else from a valid, untainted Sigil SVID client certificate.
+    /// The caller's identity: from a bearer token, else from a client certificate that Sigil issued and that
+    /// may still renew (`CertificateAuthority.authorizeRenewal`).
     private func authenticate(_ request: Request, context: SigilRequestContext, requester: inout Requester) async throws -> SPIFFEID {
         if let authorization = request.headers[.authorization] {
             let prefix = "bearer "
@@ -147,41 +176,30 @@ final class SigilAPI: Sendable {
             requester.actor = identity.description
             return identity
         }
-        if let identity = try await clientCertificateIdentity(context) {
-            requester.actor = identity.description
-            requester.isRenewal = true
-            return identity
+        if let peer = try await peerCertificate(context) {
+            switch try await ca.renewalIdentity(peerChain: [peer]) {
+            case .granted(let grant):
+                requester.actor = grant.identity.description
+                requester.isRenewal = true
+                requester.authenticatedAt = grant.authenticatedAt
+                return grant.identity
+            case .refused(let error):
+                throw error
+            }
         }
         throw CAError(.unauthenticated, reason: "no bearer token and no client certificate")
     }
 
-    /// Renewal by mTLS: the presented leaf must chain to a current root through one of Sigil's intermediates,
-    /// be valid now, and not chain to a tainted or revoked authority.
-    private func clientCertificateIdentity(_ context: SigilRequestContext) async throws -> SPIFFEID? {
-        guard let channel = context.channel, let peer = try? await channel.nioSSL_peerCertificate().get() else { return nil }
-        let leaf = try Certificate(der: try peer.toDERBytes())
-        let authorities = try await ca.snapshot().authorities
-        let now = clock.now
-        let intermediates = authorities.records.filter { $0.role == .intermediate && $0.state != .revoked }.map(\.certificate)
-        let roots = authorities.bundleRoots(at: now).map(\.certificate)
-        guard case .valid = try ChainVerifier.verify(leaf, intermediates: intermediates, roots: roots, at: now) else {
-            throw CAError(.unauthenticated, reason: "client certificate does not verify against Sigil's authorities")
+    /// The DER of the TLS client certificate, nil when none was presented. Anything OpenSSL cannot read is a
+    /// refusal (401 with its denial record), never a 500.
+    private func peerCertificate(_ context: SigilRequestContext) async throws -> [UInt8]? {
+        guard let channel = context.channel else { return nil }
+        do {
+            guard let peer = try await channel.nioSSL_peerCertificate().get() else { return nil }
+            return try peer.toDERBytes()
+        } catch {
+            throw CAError(.unauthenticated, reason: "the client certificate could not be read")
         }
-        guard let issuer = authorities.records.first(where: {
-            $0.role == .intermediate && $0.certificate.subjectKeyIdentifier == leaf.authorityKeyIdentifier
-        }) else { throw CAError(.unauthenticated, reason: "client certificate not issued by a Sigil intermediate") }
-        guard issuer.state != .tainted && issuer.state != .revoked else {
-            throw CAError(.unauthenticated, reason: "client certificate issued by \(issuer.state.rawValue) authority \(issuer.id)")
-        }
-        if let root = issuer.parentID.flatMap(authorities.record(id:)), root.state == .tainted || root.state == .revoked {
-            throw CAError(.unauthenticated, reason: "client certificate chains to \(root.state.rawValue) root \(root.id)")
-        }
-        guard let uris = leaf.subjectAlternativeNames?.value.compactMap({ name -> String? in
-            if case .uri(let uri) = name { return uri } else { return nil }
-        }), uris.count == 1, let identity = try? SPIFFEID(parsing: uris[0]), identity.trustDomain == ca.configuration.trustDomain,
-            identity.isWorkload
-        else { throw CAError(.unauthenticated, reason: "client certificate is not an X509-SVID of this trust domain") }
-        return identity
     }
 
     // MARK: Read endpoints
@@ -221,34 +239,64 @@ final class SigilAPI: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/json", .eTag: etag], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    /// DER CRL of revoked intermediates, signed by the active root.
+    /// DER CRL of the intermediates the active root revoked (`/v1/crl`), from memory: CRLs are signed when
+    /// their list changes, never per request.
     func crl() async throws -> Response {
-        let authorities = try await ca.snapshot().authorities
-        guard let root = authorities.active(.root) else { throw CAError(.noActiveAuthority, reason: "no active root") }
-        let revoked = authorities.records.filter { $0.role == .intermediate && $0.state == .revoked && $0.parentID == root.id }
-        let key = try await store.authorityKey(id: root.id)
-        let now = clock.now
-        let list = try CertificateRevocationList.sign(
-            entries: revoked.map { .init(serial: $0.certificate.serial, revokedAt: $0.updatedAt) },
-            number: UInt64(max(0, now.timeIntervalSince1970)), thisUpdate: now - .seconds(30), nextUpdate: now + .seconds(86_400),
-            issuer: SigningIdentity(certificate: root.certificate, key: key))
+        let snapshot = try await ca.snapshot()
+        guard let root = snapshot.authorities.active(.root) else { throw CAError(.noActiveAuthority, reason: "no active root") }
+        return try crlResponse(snapshot.crls[root.id], authorityID: root.id)
+    }
+
+    /// The current CRL of one authority (`/v1/crl/{id}`): a root's lists its revoked intermediates, an
+    /// intermediate's its revoked leaves.
+    func crl(authorityID: String) async throws -> Response {
+        try crlResponse(try await ca.snapshot().crls[authorityID], authorityID: authorityID)
+    }
+
+    private func crlResponse(_ list: CertificateRevocationList?, authorityID: String) throws -> Response {
+        guard let list else {
+            throw CAError(.notFound, reason: "no CRL for authority \(SafeText.excerpt(authorityID)) (unknown, expired, or without a key)")
+        }
         return Response(status: .ok, headers: [.contentType: "application/pkix-crl"], body: .init(byteBuffer: ByteBuffer(bytes: list.der)))
     }
 
+    /// Every current CRL as PEM, one after another (what a relying party such as Envoy loads as its `crl`).
+    func crlsPEM() async throws -> Response {
+        let lists = try await ca.snapshot().crls.sorted { $0.key < $1.key }.map(\.value.pem).joined()
+        return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: lists)))
+    }
+
+    /// Ready when the store answers and the active intermediate can sign. The store is asked every time (a
+    /// cheap read); the signature, which proves the key works, is made at most once a second, so an
+    /// unauthenticated probe cannot make the CA sign at will.
     func ready() async throws -> Response {
+        let now = clock.now
+        let ready: Bool
         do {
             _ = try await store.bundleSequence()
             let signer = try await ca.signingAuthority()
-            _ = try signer.identity.key.sign(Array("sigil readiness".utf8))
-            guard !signer.record.isExpired(at: clock.now) else { throw CAError(.noActiveAuthority, reason: "active intermediate expired") }
-            return try Self.json(["status": "ready"])
+            guard !signer.record.isExpired(at: now) else { throw CAError(.noActiveAuthority, reason: "active intermediate expired") }
+            let recent = readiness.withLock { last in
+                last.map { $0.authorityID == signer.record.id && $0.signedAt <= now && now.timeIntervalSince($0.signedAt) < 1 } ?? false
+            }
+            if !recent {
+                _ = try signer.identity.key.sign(Array("sigil readiness".utf8))
+                readiness.withLock { $0 = (now, signer.record.id) }
+            }
+            ready = true
         } catch {
             logger.warning("not ready", metadata: [LogKey.reason: "\(error)"])
-            return try Self.json(["status": "unavailable"], status: .serviceUnavailable)
+            ready = false
         }
+        return try readinessResponse(ready)
+    }
+
+    private func readinessResponse(_ ready: Bool) throws -> Response {
+        ready ? try Self.json(["status": "ready"]) : try Self.json(["status": "unavailable"], status: .serviceUnavailable)
     }
 
     func prometheus() -> Response {
+        metrics.rejectedAuthorities.set(to: Double(ca.cachedSnapshot?.rejected.count ?? 0))
         if let statistics = tokenCache?.statistics {
             metrics.tokenCacheHits.set(to: Double(statistics.hits))
             metrics.tokenCacheMisses.set(to: Double(statistics.misses))
@@ -295,6 +343,17 @@ enum LogKey {
     static let identity = "sigil.identity"
     static let authority = "sigil.authority"
     static let requestID = "request.id"
+}
+
+/// The per-client rate limit on every route, before any other work (the cheap refusal is the point).
+struct ClientRateLimitMiddleware: RouterMiddleware {
+    typealias Context = SigilRequestContext
+    let api: SigilAPI
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try await api.admitClient(context)
+        return try await next(request, context)
+    }
 }
 
 /// Turns every error into problem+json with a stable code, and counts requests by route and status.

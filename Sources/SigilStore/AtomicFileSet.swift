@@ -39,6 +39,10 @@ public enum AtomicFileSet {
     ///   passed the checks, so only a change made meanwhile can cause that), the new version is current and
     ///   that name keeps its old contents until the next publish.
     public static func publish(_ files: [File], in directory: String, at now: Date) throws {
+        // One writer at a time: another agent (or a second instance by mistake) on the same directory would
+        // otherwise remove this writer's version directory as stale before its switch.
+        let lock = try WriterLock(directory: directory)
+        defer { lock.release() }
         let stamp = Timestamp.microseconds(now).filter { $0 != "-" && $0 != ":" }
         let version = "..\(stamp)-\(hexString(try SecureRandom.bytes(4)))"
         let versionPath = directory + "/" + version
@@ -117,14 +121,15 @@ public enum AtomicFileSet {
     /// of `..data`, and those of the names, which point into `..data`).
     private static func removeStaleVersions(in directory: String, keeping current: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        for name in names where name.hasPrefix("..") && name != current && name != currentLink {
+        for name in names where name.hasPrefix("..") && name != current && name != currentLink && name != "..lock" {
             let path = directory + "/" + name
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
-            if info.st_mode & S_IFMT == S_IFDIR, name.dropFirst(2).first?.isNumber == true {
+            let looksLikeVersion = name.dropFirst(2).first?.isNumber == true
+            if info.st_mode & S_IFMT == S_IFDIR, looksLikeVersion {
                 removeVersion(path)
-            } else if info.st_mode & S_IFMT == S_IFLNK, name.hasPrefix(currentLink + ".tmp-") {
-                unlink(path)
+            } else if info.st_mode & S_IFMT == S_IFLNK, looksLikeVersion || name.hasPrefix(currentLink + ".tmp-") {
+                unlink(path)  // a link where a version or temporary link belongs: removed itself, never followed
             }
         }
         for name in names where !name.hasPrefix("..") && name.contains(".tmp-") {
@@ -135,7 +140,55 @@ public enum AtomicFileSet {
         }
     }
 
-    private static func removeVersion(_ path: String) {
-        try? FileManager.default.removeItem(atPath: path)
+    /// Removes a version directory and the files in it without following any link: the directory is opened
+    /// with `O_NOFOLLOW` (a link put in its place is removed as a link), and entries are unlinked by name
+    /// relative to it, so a link planted inside is removed, never its target. Anything that is not a plain
+    /// entry Sigil writes (a subdirectory) is left, and then so is the directory.
+    static func removeVersion(_ path: String) {
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ELOOP || errno == ENOTDIR { unlink(path) }
+            return
+        }
+        if let stream = fdopendir(fd) {
+            defer { closedir(stream) }
+            while let entry = readdir(stream) {
+                let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if entryName == "." || entryName == ".." { continue }
+                var info = stat()
+                guard fstatat(fd, entryName, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT != S_IFDIR else { continue }
+                unlinkat(fd, entryName, 0)
+            }
+        } else {
+            close(fd)
+        }
+        let parentFD = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard parentFD >= 0 else { return }
+        unlinkat(parentFD, name, AT_REMOVEDIR)
+        close(parentFD)
+    }
+
+    /// An exclusive `flock` on `<directory>/..lock` for the time of one publish.
+    struct WriterLock {
+        let fd: Int32
+
+        init(directory: String) throws {
+            fd = open(directory + "/..lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw StorageError(.unavailable, reason: "cannot open \(directory)/..lock: \(errnoText())") }
+            guard flock(fd, LOCK_EX) == 0 else {
+                let reason = errnoText()
+                close(fd)
+                throw StorageError(.unavailable, reason: "cannot lock \(directory)/..lock: \(reason)")
+            }
+        }
+
+        func release() {
+            flock(fd, LOCK_UN)
+            close(fd)
+        }
     }
 }

@@ -20,14 +20,14 @@ public struct DataDirectory: Sendable {
     public var isInitialized: Bool { FileManager.default.fileExists(atPath: databasePath) }
 
     /// Opens the SQLite store; with `create`, makes the directory (0700), KEK and database first.
-    public func openSQLiteStore(create: Bool) throws -> SQLiteStore {
+    public func openSQLiteStore(create: Bool, clock: any WallClock = SystemClock()) throws -> SQLiteStore {
         if create {
             try SecureFile.ensurePrivateDirectory(path)
         } else if !isInitialized {
             throw StorageError(.notFound, reason: "no Sigil store in \(path): run `sigil init --data-dir \(path)` or `sigil serve`")
         }
         let kek = try KeyEncryptionKey.load(path: kekPath, create: create)
-        return try SQLiteStore(path: databasePath, kek: kek)
+        return try SQLiteStore(path: databasePath, kek: kek, clock: clock)
     }
 }
 
@@ -74,13 +74,17 @@ public protocol SigilStoreBackend: CAStore {
 extension DataDirectory {
     /// Opens the store named by `store`: `sqlite` (this directory's `sigil.db`) or a `postgres://` URL. The
     /// key-encryption key always comes from this directory (replicas sharing PostgreSQL need the same `kek`).
-    public func openStore(_ store: String, create: Bool, logger: Logger) async throws -> any SigilStoreBackend {
-        if store == "sqlite" { return try openSQLiteStore(create: create) }
+    /// - Parameter connectTimeout: how long to keep trying to reach a PostgreSQL server (each failed attempt is
+    ///   logged with its cause) before giving up with the last cause. Default 30 s (`store_connect_timeout`).
+    public func openStore(
+        _ store: String, create: Bool, logger: Logger, clock: any WallClock = SystemClock(), connectTimeout: Duration = .seconds(30)
+    ) async throws -> any SigilStoreBackend {
+        if store == "sqlite" { return try openSQLiteStore(create: create, clock: clock) }
         guard store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") else {
             throw StorageError(.unavailable, reason: "store must be sqlite or a postgres:// URL")
         }
         if create { try SecureFile.ensurePrivateDirectory(path) }
         let kek = try KeyEncryptionKey.load(path: kekPath, create: create)
-        return try await PostgresStore(url: store, kek: kek, logger: logger)
+        return try await PostgresStore(url: store, kek: kek, logger: logger, clock: clock, connectTimeout: connectTimeout)
     }
 }

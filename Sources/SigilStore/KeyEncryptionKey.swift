@@ -1,4 +1,5 @@
 import Foundation
+import SigilCore
 import SigilCrypto
 
 /// The 32-byte key that seals authority private keys at rest (AES-256-GCM), kept in a 0600 file.
@@ -16,20 +17,16 @@ public struct KeyEncryptionKey: Sendable {
     public static func generate() throws -> KeyEncryptionKey { try KeyEncryptionKey(bytes: SecureRandom.bytes(AESGCM.keyLength)) }
 
     /// Reads the key at `path`, creating it (mode 0600) if `create` and it does not exist.
-    /// Refuses a file that group or others can read or write.
+    /// Refuses a symlink, a file of another user, or one that group or others can access (`SecureFile.readPrivate`).
     public static func load(path: String, create: Bool) throws -> KeyEncryptionKey {
-        let manager = FileManager.default
-        if !manager.fileExists(atPath: path) {
+        var info = stat()
+        if lstat(path, &info) != 0 && errno == ENOENT {
             guard create else { throw StorageError(.notFound, reason: "key-encryption key \(path) does not exist") }
             let key = try generate()
             try SecureFile.write(Data(key.bytes), to: path)
             return key
         }
-        try SecureFile.requirePrivate(path)
-        guard let data = manager.contents(atPath: path) else {
-            throw StorageError(.unavailable, reason: "cannot read key-encryption key \(path)")
-        }
-        return try KeyEncryptionKey(bytes: Array(data))
+        return try KeyEncryptionKey(bytes: Array(try SecureFile.readPrivate(path, limit: 1024)))
     }
 
     func seal(_ plaintext: [UInt8], context: String) throws -> [UInt8] {

@@ -9,12 +9,15 @@ import Synchronization
 public final class SQLiteStore: SigilStoreBackend {
     let pool: DatabasePool
     let kek: KeyEncryptionKey
+    let integrity: AuthorityIntegrity
+    let chainKey: AuditChainKey
     public let path: String
     private let commits: GroupCommit
     private let observers = AuditObservers()
 
     /// Opens (creating and migrating if needed) the database at `path`; the file is made 0600.
-    public init(path: String, kek: KeyEncryptionKey) throws {
+    /// - Parameter clock: times the records the store writes on its own (the one-time re-link of the chain).
+    public init(path: String, kek: KeyEncryptionKey, clock: any WallClock = SystemClock()) throws {
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
@@ -30,9 +33,18 @@ public final class SQLiteStore: SigilStoreBackend {
             }
         }
         configuration.busyMode = .timeout(10)
+        let integrity = AuthorityIntegrity(kek: kek)
+        let chainKey: AuditChainKey
+        let upgraded: [AuditRecord]
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
+            (chainKey, upgraded) = try pool.write { db in
+                let chainKey = AuditChainKey(auditKey: try Self.auditKey(db, kek: kek))
+                return (chainKey, try Self.upgradeFormat(db, integrity: integrity, chainKey: chainKey, now: clock.now))
+            }
+        } catch let error as StorageError {
+            throw error
         } catch {
             throw StorageError(.unavailable, reason: "cannot open SQLite store \(path): \(error)")
         }
@@ -40,13 +52,16 @@ public final class SQLiteStore: SigilStoreBackend {
             chmod(path + suffix, 0o600)
         }
         self.kek = kek
+        self.integrity = integrity
+        self.chainKey = chainKey
         self.path = path
         let pool = self.pool
         let observers = self.observers
+        observers.notify(upgraded)
         let checkpointer = try? WALCheckpointer(path: path)
         commits = GroupCommit { items in
             do {
-                let records = try await pool.write { db in try Self.appendBatch(items, db) }
+                let records = try await pool.write { db in try Self.appendBatch(items, db, key: chainKey) }
                 observers.notify(records)
                 checkpointer?.committed(items.count)
                 return records
@@ -128,7 +143,48 @@ public final class SQLiteStore: SigilStoreBackend {
         migrator.registerMigration("v4-no-identity-index") { db in
             try db.execute(sql: "DROP INDEX IF EXISTS certificates_by_identity")
         }
+        // Trust hardening: authority rows carry a MAC and, once their key is erased, their final CRL;
+        // certificates record when their identity was last proven with a token (NULL: at issuance); revoked
+        // certificates are found per authority without reading its live range.
+        migrator.registerMigration("v5-trust") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE authorities ADD COLUMN mac TEXT;
+                    ALTER TABLE authorities ADD COLUMN final_crl BLOB;
+                    ALTER TABLE certificates ADD COLUMN authenticated_at REAL;
+                    CREATE INDEX certificates_revoked ON certificates(authority_id) WHERE revoked_at IS NOT NULL;
+                    """)
+        }
         return migrator
+    }
+
+    /// Brings a store written by an earlier version to the current format, once: every authority row gets its
+    /// MAC, and a chain of SHA-256 links is re-linked under the keyed link. Returns the records appended.
+    static func upgradeFormat(_ db: Database, integrity: AuthorityIntegrity, chainKey: AuditChainKey, now: Date) throws -> [AuditRecord] {
+        if try setting(db, StoreFormat.authorityMACKey) == nil {
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM authorities") {
+                try db.execute(
+                    sql: "UPDATE authorities SET mac = ? WHERE id = ?", arguments: [integrity.tag(fields(row)), row["id"] as String])
+            }
+            try setSetting(db, StoreFormat.authorityMACKey, "v1")
+        }
+        guard try setting(db, StoreFormat.auditChainKey) != StoreFormat.auditChainKeyed else { return [] }
+        var relinker = AuditRelinker(key: chainKey)
+        var after: Int64 = 0
+        while true {
+            let page = try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT 10000", arguments: [after])
+            for row in page {
+                let record = relinker.relink(try auditRecord(row))
+                try db.execute(
+                    sql: "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
+                    arguments: [record.previousHash, record.hash, record.sequence])
+            }
+            guard let last = page.last else { break }
+            after = last["seq"]
+        }
+        try setSetting(db, StoreFormat.auditChainKey, StoreFormat.auditChainKeyed)
+        guard relinker.count > 0 else { return [] }
+        return try appendBatch(GroupCommit.Item.events([relinker.completion(at: now)]), db, key: chainKey)
     }
 
     // MARK: LeaseStore
@@ -175,7 +231,7 @@ public final class SQLiteStore: SigilStoreBackend {
     /// Appends a batch in the caller's write transaction, continuing the chain from its last record.
     /// Statements on the issuance path are prepared once per connection (`cachedStatement`): SQLite's
     /// parser was 3 % of the server's CPU.
-    static func appendBatch(_ items: [GroupCommit.Item], _ db: Database) throws -> [AuditRecord] {
+    static func appendBatch(_ items: [GroupCommit.Item], _ db: Database, key: AuditChainKey) throws -> [AuditRecord] {
         let last = try Row.fetchOne(try db.cachedStatement(sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"))
         var sequence: Int64 = last?["seq"] ?? 0
         var previous: String = last?["hash"] ?? AuditRecord.genesisHash
@@ -183,7 +239,7 @@ public final class SQLiteStore: SigilStoreBackend {
         for item in items {
             if let inventory = item.inventory { try insert(inventory, db) }
             sequence += 1
-            let record = AuditRecord.chained(item.event, sequence: sequence, previousHash: previous)
+            let record = AuditRecord.chained(item.event, sequence: sequence, previousHash: previous, key: key)
             let event = record.event
             try db.cachedStatement(
                 sql: """
@@ -236,74 +292,116 @@ public final class SQLiteStore: SigilStoreBackend {
 
     public func auditKey() async throws -> [UInt8] {
         let kek = self.kek
+        return try await write { db in try Self.auditKey(db, kek: kek) }
+    }
+
+    /// The sealed audit key, created on first use.
+    static func auditKey(_ db: Database, kek: KeyEncryptionKey) throws -> [UInt8] {
         let fresh = try kek.seal(try SecureRandom.bytes(32), context: "audit-key")
-        let sealed = try await write { db -> Data in
-            try db.execute(
-                sql: "INSERT INTO settings (key, value) VALUES ('audit_key', ?) ON CONFLICT (key) DO NOTHING",
-                arguments: [Data(fresh).base64EncodedString()])
-            let stored = try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = 'audit_key'") ?? ""
-            return Data(base64Encoded: stored) ?? Data()
+        try db.execute(
+            sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            arguments: [StoreFormat.auditKey, Data(fresh).base64EncodedString()])
+        let stored = try setting(db, StoreFormat.auditKey) ?? ""
+        return try kek.open(Array(Data(base64Encoded: stored) ?? Data()), context: "audit-key")
+    }
+
+    public func lastAuditRecord() async throws -> AuditRecord? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM audit ORDER BY seq DESC LIMIT 1").map(Self.auditRecord)
         }
-        return try kek.open(Array(sealed), context: "audit-key")
     }
 
     // MARK: AuthorityStore
 
-    public func authorities() async throws -> [AuthorityRecord] {
-        try await read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM authorities ORDER BY created_at, id").map(Self.authority)
+    public func loadAuthorities() async throws -> AuthorityRows {
+        let integrity = self.integrity
+        return try await read { db in
+            var records: [AuthorityRecord] = []
+            var rejected: [RejectedAuthority] = []
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM authorities ORDER BY created_at, id") {
+                switch integrity.record(
+                    Self.fields(row), tag: row["mac"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                    updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+                {
+                case .success(let record): records.append(record)
+                case .failure(let rejection): rejected.append(rejection)
+                }
+            }
+            return AuthorityRows(records: records, rejected: rejected)
         }
     }
 
     public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?, audit: [AuditEvent]) async throws {
         let sealed = try key.map { try kek.seal($0.pkcs8DER(), context: record.id) }
+        let mac = integrity.tag(
+            .init(
+                id: record.id, role: record.role.rawValue, state: record.state.rawValue, certificate: record.certificate.der,
+                parentID: record.parentID, isUpstream: record.isUpstream, hasKey: sealed != nil, finalCRL: nil))
+        let chainKey = self.chainKey
         let records = try await write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO authorities (id, role, state, certificate, parent_id, is_upstream, sealed_key, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO authorities (id, role, state, certificate, parent_id, is_upstream, sealed_key, created_at, updated_at, mac)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     record.id, record.role.rawValue, record.state.rawValue, Data(record.certificate.der), record.parentID,
                     record.isUpstream, sealed.map { Data($0) }, record.createdAt.timeIntervalSince1970,
-                    record.updatedAt.timeIntervalSince1970,
+                    record.updatedAt.timeIntervalSince1970, mac,
                 ])
             if record.role == .root { try Self.bumpBundleSequence(db) }
-            return try Self.appendBatch(GroupCommit.Item.events(audit), db)
+            return try Self.appendBatch(GroupCommit.Item.events(audit), db, key: chainKey)
         }
         if !records.isEmpty { observers.notify(records) }
     }
 
-    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date, audit: [AuditEvent]) async throws {
+    public func updateAuthorityStates(
+        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]], audit: [AuditEvent]
+    ) async throws {
+        let integrity = self.integrity
+        let chainKey = self.chainKey
         let records = try await write { db in
             var rootsChanged = false
             // Demotions first so the one-active-per-role index holds at every statement.
             for change in changes.sorted(by: { $0.state != .active && $1.state == .active }) {
-                guard let role = try String.fetchOne(db, sql: "SELECT role FROM authorities WHERE id = ?", arguments: [change.id]) else {
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM authorities WHERE id = ?", arguments: [change.id]) else {
                     throw StorageError(.notFound, reason: "no authority \(change.id)")
                 }
+                var fields = Self.fields(row)
+                guard integrity.check(fields, tag: row["mac"]) else {
+                    throw StorageError(.corrupt, reason: "authority \(change.id) fails its integrity check: refusing to change it")
+                }
+                if fields.role == "root" && change.state == .revoked && fields.state != "revoked" { rootsChanged = true }
+                fields.state = change.state.rawValue
+                let erase = !AuthorityRecord.keepsKey(change.state)
+                if erase {
+                    fields.hasKey = false
+                    if let final = finalCRLs[change.id] { fields.finalCRL = final }
+                }
                 try db.execute(
-                    sql: "UPDATE authorities SET state = ?, updated_at = ? WHERE id = ?",
-                    arguments: [change.state.rawValue, time.timeIntervalSince1970, change.id])
-                if role == "root" && change.state == .revoked { rootsChanged = true }
+                    sql: """
+                        UPDATE authorities SET state = ?, updated_at = ?, sealed_key = CASE WHEN ? THEN NULL ELSE sealed_key END,
+                            final_crl = ?, mac = ? WHERE id = ?
+                        """,
+                    arguments: [
+                        change.state.rawValue, time.timeIntervalSince1970, erase, fields.finalCRL.map { Data($0) }, integrity.tag(fields),
+                        change.id,
+                    ])
             }
             if rootsChanged { try Self.bumpBundleSequence(db) }
-            return try Self.appendBatch(GroupCommit.Item.events(audit), db)
+            return try Self.appendBatch(GroupCommit.Item.events(audit), db, key: chainKey)
         }
         if !records.isEmpty { observers.notify(records) }
     }
 
     public func authorityKey(id: String) async throws -> PrivateKey {
-        let sealed = try await read { db in
-            try Data.fetchOne(db, sql: "SELECT sealed_key FROM authorities WHERE id = ?", arguments: [id])
+        let integrity = self.integrity
+        let found = try await read { db -> (fields: AuthorityIntegrity.Fields, sealed: Data?, mac: String?)? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM authorities WHERE id = ?", arguments: [id]) else { return nil }
+            return (Self.fields(row), row["sealed_key"], row["mac"])
         }
-        guard let sealed else { throw StorageError(.notFound, reason: "no key stored for authority \(id)") }
-        let der = try kek.open(Array(sealed), context: id)
-        do {
-            return try PrivateKey(pkcs8DER: der)
-        } catch {
-            throw StorageError(.corrupt, reason: "stored key for \(id) does not decode")
-        }
+        guard let found else { throw StorageError(.notFound, reason: "no authority \(id)") }
+        return try integrity.openKey(found.sealed, fields: found.fields, mac: found.mac, kek: kek)
     }
 
     public func bundleSequence() async throws -> Int64 {
@@ -311,32 +409,37 @@ public final class SQLiteStore: SigilStoreBackend {
     }
 
     public func setting(_ key: String) async throws -> String? {
-        try await read { db in try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key]) }
+        try await read { db in try Self.setting(db, key) }
     }
 
     public func setSettings(_ values: [String: String]) async throws {
         try await write { db in
-            for (key, value) in values {
-                try db.execute(
-                    sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    arguments: [key, value])
-            }
+            for (key, value) in values { try Self.setSetting(db, key, value) }
         }
+    }
+
+    static func setting(_ db: Database, _ key: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT value FROM settings WHERE key = ?", arguments: [key])
+    }
+
+    static func setSetting(_ db: Database, _ key: String, _ value: String) throws {
+        try db.execute(
+            sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            arguments: [key, value])
     }
 
     static func bumpBundleSequence(_ db: Database) throws {
         try db.execute(sql: "UPDATE meta SET value = value + 1 WHERE key = 'bundle_sequence'")
     }
 
-    static func authority(_ row: Row) throws -> AuthorityRecord {
-        let der: Data = row["certificate"]
-        guard let role = AuthorityRole(rawValue: row["role"]), let state = AuthorityState(rawValue: row["state"]) else {
-            throw StorageError(.corrupt, reason: "authority row with unknown role or state")
-        }
-        return AuthorityRecord(
-            id: row["id"], role: role, state: state, certificate: try Certificate(der: Array(der)), parentID: row["parent_id"],
-            isUpstream: row["is_upstream"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
-            updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+    /// The MAC-covered fields of an authority row.
+    static func fields(_ row: Row) -> AuthorityIntegrity.Fields {
+        let certificate: Data = row["certificate"]
+        let finalCRL: Data? = row["final_crl"]
+        let sealed: Data? = row["sealed_key"]
+        return AuthorityIntegrity.Fields(
+            id: row["id"], role: row["role"], state: row["state"], certificate: Array(certificate), parentID: row["parent_id"],
+            isUpstream: row["is_upstream"], hasKey: sealed != nil, finalCRL: finalCRL.map(Array.init))
     }
 
     // MARK: CertificateInventory
@@ -346,17 +449,56 @@ public final class SQLiteStore: SigilStoreBackend {
     }
 
     static func insert(_ record: InventoryRecord, _ db: Database) throws {
+        // authenticated_at stays NULL when it equals issued_at (every token issuance): it reads back as issued_at.
         try db.cachedStatement(
             sql: """
-                INSERT INTO certificates (serial, spiffe_id, authority_id, not_before, not_after, key_sha256, issued_at, revoked_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO certificates (serial, spiffe_id, authority_id, not_before, not_after, key_sha256, issued_at, revoked_at,
+                                          authenticated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(
             arguments: [
                 record.serial.hex, record.spiffeID.description, record.authorityID, record.notBefore.timeIntervalSince1970,
                 record.notAfter.timeIntervalSince1970, record.publicKeySHA256, record.issuedAt.timeIntervalSince1970,
                 record.revokedAt?.timeIntervalSince1970,
+                record.authenticatedAt == record.issuedAt ? nil : record.authenticatedAt.timeIntervalSince1970,
             ])
+    }
+
+    public func certificate(serial: SerialNumber) async throws -> InventoryRecord? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial.hex]).map(Self.inventory)
+        }
+    }
+
+    public func revokeCertificate(serial: SerialNumber, at time: Date, audit: [AuditEvent]) async throws -> InventoryRecord {
+        let chainKey = self.chainKey
+        let (record, records) = try await write { db -> (InventoryRecord, [AuditRecord]) in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial.hex]) else {
+                throw StorageError(.notFound, reason: "no certificate with serial \(serial.hex)")
+            }
+            var record = try Self.inventory(row)
+            guard record.revokedAt == nil else { throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked") }
+            try db.execute(
+                sql: "UPDATE certificates SET revoked_at = ? WHERE serial = ?", arguments: [time.timeIntervalSince1970, serial.hex])
+            record.revokedAt = time
+            return (record, try Self.appendBatch(GroupCommit.Item.events(audit), db, key: chainKey))
+        }
+        if !records.isEmpty { observers.notify(records) }
+        return record
+    }
+
+    public func revokedCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM certificates INDEXED BY certificates_revoked
+                    WHERE authority_id = ? AND revoked_at IS NOT NULL AND not_after > ? ORDER BY serial
+                    """,
+                arguments: [authorityID, time.timeIntervalSince1970]
+            ).map(Self.inventory)
+        }
     }
 
     public func liveCounts(at time: Date) async throws -> [String: Int] {
@@ -400,11 +542,12 @@ public final class SQLiteStore: SigilStoreBackend {
     static func inventory(_ row: Row) throws -> InventoryRecord {
         guard let serial = SerialNumber(hex: row["serial"]) else { throw StorageError(.corrupt, reason: "bad serial in inventory") }
         let revoked: Double? = row["revoked_at"]
+        let authenticated: Double? = row["authenticated_at"]
         return InventoryRecord(
             serial: serial, spiffeID: try SPIFFEID(parsing: row["spiffe_id"]), authorityID: row["authority_id"],
             notBefore: Date(timeIntervalSince1970: row["not_before"]), notAfter: Date(timeIntervalSince1970: row["not_after"]),
             publicKeySHA256: row["key_sha256"], issuedAt: Date(timeIntervalSince1970: row["issued_at"]),
-            revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
+            authenticatedAt: authenticated.map(Date.init(timeIntervalSince1970:)), revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
     }
 
     // MARK: Access

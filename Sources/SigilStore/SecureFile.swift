@@ -1,4 +1,5 @@
 import Foundation
+import SigilCore
 import SigilCrypto
 
 /// Files that hold secrets: written atomically with mode 0600, checked before they are read.
@@ -49,10 +50,48 @@ public enum SecureFile {
         close(fd)
     }
 
-    /// Throws `insecure` if group or others have any access to `path`.
+    /// Reads a file that holds a secret (the key-encryption key, an issuer key, a credential), checked on the
+    /// descriptor it is read from, so nothing can be swapped in between the check and the read:
+    /// opened with `O_NOFOLLOW` (a symlink planted in its place is refused), and it must be a regular file
+    /// owned by the effective user with no group or other permission bits.
+    /// - Throws: `insecure` for a link, another owner or a wider mode; `unavailable` when it cannot be read.
+    public static func readPrivate(_ path: String, limit: Int = 1 << 20) throws -> Data {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw StorageError(.insecure, reason: "\(path) is a symbolic link; secrets are read only from regular files") }
+            throw StorageError(.unavailable, reason: "cannot open \(path): \(errnoText())")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw StorageError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
+        try checkPrivate(info, path)
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 { throw StorageError(.unavailable, reason: "cannot read \(path): \(errnoText())") }
+            if count == 0 { return data }
+            data.append(contentsOf: buffer[..<count])
+            guard data.count <= limit else { throw StorageError(.unavailable, reason: "\(path) is larger than \(limit) bytes") }
+        }
+    }
+
+    /// Throws `insecure` unless `path` (not followed if it is a link) is a regular file of the effective user
+    /// that group and others cannot access.
     public static func requirePrivate(_ path: String) throws {
         var info = stat()
-        guard stat(path, &info) == 0 else { throw StorageError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
+        guard lstat(path, &info) == 0 else { throw StorageError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
+        try checkPrivate(info, path)
+    }
+
+    private static func checkPrivate(_ info: stat, _ path: String) throws {
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw StorageError(.insecure, reason: "\(path) is not a regular file; secrets are read only from regular files")
+        }
+        guard info.st_uid == geteuid() else {
+            throw StorageError(
+                .insecure, reason: "\(path) is owned by uid \(info.st_uid), not by the user Sigil runs as (uid \(geteuid())); run chown")
+        }
         if info.st_mode & 0o077 != 0 {
             throw StorageError(
                 .insecure,

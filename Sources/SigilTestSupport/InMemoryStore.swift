@@ -5,8 +5,9 @@ import SigilStore
 
 /// A `CAStore` held in memory, with the same rules as the real stores (it passes the store contract suite):
 /// one active authority per role, parents and issuing authorities must exist, state changes are all or
-/// nothing, the bundle sequence increases on every root insert and root revocation, and audit records form
-/// a hash chain.
+/// nothing, the bundle sequence increases on every root insert and root revocation, keys of authorities that
+/// no longer sign are erased, and audit records form a chain of keyed links. (Rows cannot be tampered with in
+/// memory, so none is ever rejected.)
 ///
 /// Fault injection: `failWrites(with:)` makes every later write throw until it is cleared.
 public actor InMemoryStore: CAStore {
@@ -17,6 +18,7 @@ public actor InMemoryStore: CAStore {
     private var inventory: [String: InventoryRecord] = [:]
     private var audit: [AuditRecord] = []
     private var auditHMACKey: [UInt8]?
+    private var chainKey: AuditChainKey?
     private var writeFailure: (any Error)?
     private var leases: [String: Lease] = [:]
 
@@ -46,8 +48,8 @@ public actor InMemoryStore: CAStore {
 
     // MARK: AuthorityStore
 
-    public func authorities() async throws -> [AuthorityRecord] {
-        records.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    public func loadAuthorities() async throws -> AuthorityRows {
+        AuthorityRows(records: records.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) })
     }
 
     public func insertAuthority(_ record: AuthorityRecord, key: PrivateKey?, audit events: [AuditEvent]) async throws {
@@ -56,8 +58,11 @@ public actor InMemoryStore: CAStore {
         if let parent = record.parentID, records[parent] == nil {
             throw StorageError(.conflict, reason: "parent \(parent) does not exist")
         }
+        var stored = record
+        stored.hasKey = key != nil
+        stored.finalCRL = nil
         var updated = records
-        updated[record.id] = record
+        updated[record.id] = stored
         try Self.checkOneActivePerRole(updated)
         records = updated
         keys[record.id] = key
@@ -65,27 +70,40 @@ public actor InMemoryStore: CAStore {
         for event in events { _ = chain(event) }
     }
 
-    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date, audit events: [AuditEvent]) async throws {
+    public func updateAuthorityStates(
+        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]], audit events: [AuditEvent]
+    ) async throws {
         try checkWritable()
         var updated = records
+        var erased: [String] = []
         var rootsChanged = false
         for change in changes {
             guard var record = updated[change.id] else {
                 throw StorageError(.notFound, reason: "no authority \(change.id)")
             }
+            if record.role == .root && change.state == .revoked && record.state != .revoked { rootsChanged = true }
             record.state = change.state
             record.updatedAt = time
+            if !AuthorityRecord.keepsKey(change.state) {
+                record.hasKey = false
+                if let final = finalCRLs[change.id] { record.finalCRL = final }
+                erased.append(change.id)
+            }
             updated[change.id] = record
-            if record.role == .root && change.state == .revoked { rootsChanged = true }
         }
         try Self.checkOneActivePerRole(updated)
         records = updated
+        for id in erased { keys[id] = nil }
         if rootsChanged { sequence += 1 }
         for event in events { _ = chain(event) }
     }
 
     public func authorityKey(id: String) async throws -> PrivateKey {
+        guard let record = records[id] else { throw StorageError(.notFound, reason: "no authority \(id)") }
         guard let key = keys[id] else { throw StorageError(.notFound, reason: "no key stored for authority \(id)") }
+        guard (try? key.publicKey().der) == record.certificate.publicKey.der else {
+            throw StorageError(.corrupt, reason: "stored key of \(id) does not match its certificate")
+        }
         return key
     }
 
@@ -123,6 +141,23 @@ public actor InMemoryStore: CAStore {
         live(at: time).filter { $0.spiffeID == spiffeID }
     }
 
+    public func certificate(serial: SerialNumber) async throws -> InventoryRecord? { inventory[serial.hex] }
+
+    public func revokeCertificate(serial: SerialNumber, at time: Date, audit events: [AuditEvent]) async throws -> InventoryRecord {
+        try checkWritable()
+        guard var record = inventory[serial.hex] else { throw StorageError(.notFound, reason: "no certificate with serial \(serial.hex)") }
+        guard record.revokedAt == nil else { throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked") }
+        record.revokedAt = time
+        inventory[serial.hex] = record
+        for event in events { _ = chain(event) }
+        return record
+    }
+
+    public func revokedCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord] {
+        recordedCertificates.filter { $0.authorityID == authorityID && $0.revokedAt != nil && $0.notAfter > time }
+            .sorted { $0.serial.hex < $1.serial.hex }
+    }
+
     // MARK: AuditStore
 
     /// Every audit record so far, in sequence order.
@@ -153,16 +188,29 @@ public actor InMemoryStore: CAStore {
         return Array(matching.prefix(max(1, query.limit)))
     }
 
-    public func auditKey() async throws -> [UInt8] {
+    public func auditKey() async throws -> [UInt8] { currentAuditKey() }
+
+    public func lastAuditRecord() async throws -> AuditRecord? { audit.last }
+
+    private func currentAuditKey() -> [UInt8] {
         if let auditHMACKey { return auditHMACKey }
-        let created = try SecureRandom.bytes(32)
+        // Random bytes cannot fail to come short of the DRBG failing, which no test survives anyway.
+        let created = (try? SecureRandom.bytes(32)) ?? Array(repeating: 0x5a, count: 32)
         auditHMACKey = created
         return created
     }
 
+    /// The key the chain is linked with (derived from the audit key, as in the real stores).
+    public func auditChainKey() -> AuditChainKey {
+        if let chainKey { return chainKey }
+        let key = AuditChainKey(auditKey: currentAuditKey())
+        chainKey = key
+        return key
+    }
+
     private func chain(_ event: AuditEvent) -> AuditRecord {
         let record = AuditRecord.chained(
-            event, sequence: Int64(audit.count) + 1, previousHash: audit.last?.hash ?? AuditRecord.genesisHash)
+            event, sequence: Int64(audit.count) + 1, previousHash: audit.last?.hash ?? AuditRecord.genesisHash, key: auditChainKey())
         audit.append(record)
         return record
     }

@@ -7,7 +7,7 @@ import NIOFoundationCompat
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin", abstract: "Break-glass and rotation control over the server's admin socket.",
-        subcommands: [AdminStatusCommand.self, AdminRotateCommand.self, AdminRevokeCommand.self])
+        subcommands: [AdminStatusCommand.self, AdminRotateCommand.self, AdminTaintCommand.self, AdminRevokeCommand.self])
 }
 
 struct AdminSocketOption: ParsableArguments {
@@ -101,27 +101,83 @@ struct AdminRotateCommand: AsyncParsableCommand {
         let outcome = try await admin.call(
             "/admin/rotate", body: ["role": role.rawValue, "taint_old": taintOld, "dry_run": dryRun, "reason": reason])
         if json { return try printJSON(outcome) }
-        let radius = outcome["blast_radius"] as? [String: Any] ?? [:]
-        let identities = radius["identities"] as? [String] ?? []
         if dryRun {
             print("dry run: rotating the \(role.rawValue) would replace \((outcome["replaced"] as? [String] ?? []).joined(separator: ", "))")
         } else {
             print("activated \((outcome["activated"] as? [String] ?? []).joined(separator: ", ")); \(taintOld ? "tainted" : "retired") \((outcome["replaced"] as? [String] ?? []).joined(separator: ", "))")
         }
-        print("blast radius: \(radius["live_certificates"] ?? 0) live certificate(s), \(identities.count) identit\(identities.count == 1 ? "y" : "ies")")
-        for identity in identities { print("  \(identity)") }
+        printBlastRadius(outcome)
+    }
+}
+
+/// The blast radius lines `rotate` and `taint` print.
+func printBlastRadius(_ outcome: [String: Any]) {
+    let radius = outcome["blast_radius"] as? [String: Any] ?? [:]
+    let identities = radius["identities"] as? [String] ?? []
+    print("blast radius: \(radius["live_certificates"] ?? 0) live certificate(s), \(identities.count) identit\(identities.count == 1 ? "y" : "ies")")
+    for identity in identities { print("  \(identity)") }
+}
+
+struct AdminTaintCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "taint", abstract: "Mark a non-active authority (prepared or retired) suspected compromised.",
+        discussion: """
+            Agents holding certificates that chain to it renew at once, renewals by those certificates are refused, and its \
+            private key (if still stored) is erased after its final CRL is signed. The active authority cannot be tainted: \
+            `sigil admin rotate ROLE --taint-old` puts a successor in its place and taints it. Revoke it next with \
+            `sigil admin revoke AUTHORITY_ID`.
+            """)
+    @OptionGroup var admin: AdminSocketOption
+    @Argument(help: "Authority id (see sigil admin status).") var authorityID: String
+    @Flag(help: "Change nothing; print the blast radius.") var dryRun = false
+    @Option(help: "Why (recorded in the audit log).") var reason: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let outcome = try await admin.call("/admin/taint", body: ["authority_id": authorityID, "dry_run": dryRun, "reason": reason])
+        if json { return try printJSON(outcome) }
+        let role = outcome["role"] as? String ?? "authority"
+        if dryRun {
+            print("dry run: tainting \(role) \(authorityID) (\(outcome["previous_state"] as? String ?? "?")) would affect")
+        } else {
+            print("tainted \(role) \(authorityID) (was \(outcome["previous_state"] as? String ?? "?"))")
+        }
+        printBlastRadius(outcome)
     }
 }
 
 struct AdminRevokeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "revoke", abstract: "Revoke a tainted, non-active authority (root: leaves the bundle; intermediate: enters the CRL).")
+        commandName: "revoke", abstract: "Revoke a tainted, non-active authority, or one workload certificate by serial.",
+        discussion: """
+            AUTHORITY_ID (root-… or intermediate-…): a revoked root leaves the bundle, a revoked intermediate enters its \
+            root's CRL. SERIAL (hex, as `sigil inspect cert` and `sigil audit list` show it): the certificate can no longer \
+            renew, and its intermediate's CRL lists it until it expires.
+            """)
     @OptionGroup var admin: AdminSocketOption
-    @Argument(help: "Authority id (see sigil admin status).") var authorityID: String
+    @Argument(help: "Authority id (see sigil admin status) or a certificate serial (hex).") var target: String
     @Option(help: "Why (recorded in the audit log).") var reason: String
+    @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let result = try await admin.call("/admin/revoke", body: ["authority_id": authorityID, "reason": reason])
-        print("revoked \(result["role"] as? String ?? "") \(result["id"] as? String ?? authorityID)")
+        let isAuthority = target.hasPrefix("root-") || target.hasPrefix("intermediate-")
+        let body: [String: Any] = isAuthority ? ["authority_id": target, "reason": reason] : ["serial": target, "reason": reason]
+        let result = try await admin.call("/admin/revoke", body: body)
+        if json { return try printJSON(result) }
+        if isAuthority {
+            print("revoked \(result["role"] as? String ?? "") \(result["id"] as? String ?? target)")
+            return
+        }
+        print("revoked certificate \(result["serial"] as? String ?? target) of \(result["spiffe_id"] as? String ?? "?") (issued by \(result["authority_id"] as? String ?? "?"), valid until \(result["not_after"] as? String ?? "?"))")
+        if result["expired"] as? Bool == true {
+            print("it has already expired: nothing to list in a CRL")
+        } else if result["in_crl"] as? Bool == true {
+            print("listed in the CRL of \(result["authority_id"] as? String ?? "its intermediate") until it expires")
+        } else {
+            print("""
+                not in any CRL: its intermediate no longer holds a key (its final CRL is frozen). The certificate can no longer \
+                renew; relying parties accept it until it expires unless you also taint and revoke \(result["authority_id"] as? String ?? "its intermediate").
+                """)
+        }
     }
 }

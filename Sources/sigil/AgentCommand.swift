@@ -35,6 +35,10 @@ struct AgentCommand: AsyncParsableCommand {
         guard let algorithm = KeyAlgorithm(configurationName: keyType) else {
             throw CLIError("configuration_invalid", "--key-type \(keyType) is not known")
         }
+        // The token travels to the server: never in clear text.
+        guard let url = URLComponents(string: server), url.scheme?.lowercased() == "https", url.host?.isEmpty == false else {
+            throw CLIError("configuration_invalid", "--server must be an https:// URL")
+        }
         let configuration = AgentConfiguration(
             serverURL: server, tokenFile: tokenFile, outputDirectory: outDir, caBundle: caBundle, once: once, keyAlgorithm: algorithm,
             schedule: RenewalSchedule(fraction: renewFraction, jitter: jitter), pollInterval: try parseDuration(pollInterval, flag: "--poll-interval"),

@@ -6,8 +6,10 @@ import Logging
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "audit", abstract: "Read and verify the hash-chained audit log.",
-        subcommands: [AuditListCommand.self, AuditVerifyCommand.self, AuditExportCommand.self, AuditTailCommand.self])
+        commandName: "audit", abstract: "Read and verify the audit log (a chain of HMAC links under a key the KEK seals).",
+        subcommands: [
+            AuditListCommand.self, AuditVerifyCommand.self, AuditHeadCommand.self, AuditExportCommand.self, AuditTailCommand.self,
+        ])
 }
 
 /// Filters shared by `list`, `export` and `tail`.
@@ -48,7 +50,7 @@ struct AuditFilterOptions: ParsableArguments {
 }
 
 func openAuditStore(_ options: DataDirectoryOption) async throws -> any SigilStoreBackend {
-    try await DataDirectory(path: options.dataDir).openStore(options.storeLocation, create: false, logger: Logger(label: "sigil"))
+    try await DataDirectory(path: options.dataDir).openStore(options.storeLocation, create: false, logger: commandLogger())
 }
 
 /// Calls `body` with every record matching `query` after `afterSequence`, in order, a page at a time;
@@ -101,27 +103,76 @@ struct AuditListCommand: AsyncParsableCommand {
             let event = record.event
             let details = [event.subject, event.serial.map { "serial=\($0)" }, event.authorityID.map { "authority=\($0)" }, "actor=\(event.actor)",
                            event.reason.map { "reason=\"\($0)\"" }].compactMap { $0 }.joined(separator: " ")
-            print(String(record.sequence).padding(8) + AuditRecord.timestamp(event.time).padding(28) + event.action.rawValue.padding(10)
-                + event.outcome.rawValue.padding(9) + (event.code ?? "-").padding(22) + details)
+            // One line per record whatever a stored field holds: control characters never reach the terminal.
+            print(SafeText.escapingControlCharacters(
+                String(record.sequence).padding(8) + AuditRecord.timestamp(event.time).padding(28) + event.action.rawValue.padding(10)
+                + event.outcome.rawValue.padding(9) + (event.code ?? "-").padding(22) + details))
         }
     }
 }
 
 struct AuditVerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify", abstract: "Walk the whole chain; exit non-zero naming the first edited, deleted, inserted or reordered record.")
+        commandName: "verify", abstract: "Walk the whole chain; exit non-zero naming the first edited, deleted, inserted or reordered record.",
+        discussion: """
+            Each link is an HMAC under the audit key that the key-encryption key seals, so verifying needs the data \
+            directory's kek. Removing the newest records leaves a valid chain: keep the output of `sigil audit head` \
+            outside the store and pass it with --head to check that the chain still holds that record.
+            """)
     @OptionGroup var data: DataDirectoryOption
+    @Option(help: "A head exported earlier by `sigil audit head --json`: the chain must still hold that record, with that link.")
+    var head: String?
 
     func run() async throws {
+        let anchored: AuditHead?
+        if let head {
+            guard let decoded = try? JSONDecoder().decode(AuditHead.self, from: Data(readFile(head, what: "anchored head").utf8)) else {
+                throw CLIError("bad_request", "\(head) is not the JSON that `sigil audit head --json` prints")
+            }
+            anchored = decoded
+        } else {
+            anchored = nil
+        }
         let store = try await openAuditStore(data)
-        var verifier = AuditChainVerifier()
+        var verifier = AuditChainVerifier(key: AuditChainKey(auditKey: try await store.auditKey()))
+        var anchoredRecord: AuditRecord? = nil
+        var last: Int64 = 0
         try await forEachAuditRecord(store, { AuditQuery(afterSequence: $0, limit: AuditFilterOptions.pageSize) }) { record in
             if case .broken(let sequence, let reason) = verifier.check(record) {
                 throw CLIError("audit_chain_broken", "record \(sequence): \(reason)")
             }
+            if record.sequence == anchored?.sequence { anchoredRecord = record }
+            last = record.sequence
+        }
+        if let anchored, let problem = anchored.problem(in: anchoredRecord, lastSequence: last) {
+            throw CLIError("audit_chain_broken", problem)
         }
         if case .valid(let count, let hash) = verifier.result {
-            print("audit chain OK: \(count) records, head \(hash)")
+            print("audit chain OK: \(count) records, head \(hash)" + (anchored.map { "; anchored head \($0.sequence) is in the chain" } ?? ""))
+        }
+    }
+}
+
+struct AuditHeadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "head", abstract: "Print the newest record's sequence, link and time, to anchor outside the store.",
+        discussion: """
+            Keep the JSON (`--json`) somewhere the store's writers cannot change: a ticket, another system, a \
+            transparency log. `sigil audit verify --head FILE` later proves the chain was not cut back before it.
+            """)
+    @OptionGroup var data: DataDirectoryOption
+    @Flag(help: "Print JSON (the form `verify --head` reads).") var json = false
+
+    func run() async throws {
+        let store = try await openAuditStore(data)
+        guard let last = try await store.lastAuditRecord() else { throw CLIError("not_found", "the audit chain is empty") }
+        let head = AuditHead(last)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(head), as: UTF8.self))
+        } else {
+            print("seq \(head.sequence)  link \(head.link)  time \(head.time)")
         }
     }
 }
@@ -150,7 +201,7 @@ struct AuditTailCommand: AsyncParsableCommand {
         var (existing, after) = try await newestAuditRecords(store, { try filter.query(afterSequence: $0) }, count: lines)
         func show(_ record: AuditRecord) {
             let event = record.event
-            print(json ? record.jsonLine : "\(record.sequence) \(AuditRecord.timestamp(event.time)) \(event.action.rawValue) \(event.outcome.rawValue) \(event.code ?? "-") \(event.subject ?? "-") \(event.serial ?? "-") actor=\(event.actor)")
+            print(json ? record.jsonLine : SafeText.escapingControlCharacters("\(record.sequence) \(AuditRecord.timestamp(event.time)) \(event.action.rawValue) \(event.outcome.rawValue) \(event.code ?? "-") \(event.subject ?? "-") \(event.serial ?? "-") actor=\(event.actor)"))
         }
         existing.forEach(show)
         while !Task.isCancelled {

@@ -34,7 +34,7 @@ struct InitCommand: AsyncParsableCommand {
         case (let cert?, let key?):
             upstream = SigningIdentity(
                 certificate: try Certificate(pem: readFile(cert, what: "upstream certificate")),
-                key: try PrivateKey(pem: readFile(key, what: "upstream key")))
+                key: try PrivateKey(pem: String(decoding: try SecureFile.readPrivate(key), as: UTF8.self)))
         default: throw ValidationError("--upstream-cert and --upstream-key go together")
         }
         if let upstream {

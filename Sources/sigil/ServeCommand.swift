@@ -36,6 +36,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Burst allowed per workload identity. [default: 1000]") var rateLimitIdentityBurst: String?
     @Option(help: "Time a client has to send a whole request (first request: from connecting). [default: 10s]") var requestTimeout: String?
     @Option(help: "Keep-alive connections with no request are closed after this long. [default: 30s]") var idleTimeout: String?
+    @Option(help: "Renewals by client certificate are refused this long after the identity was last proven with a token. [default: 24h]")
+    var renewalMaxAge: String?
+    @Option(help: "How often the token issuer's JWKS is fetched again (removed keys stop verifying). [default: 5m]") var tokenJwksRefresh: String?
+    @Option(help: "CA bundle (PEM) for an https JWKS URL or OIDC discovery. [default: system roots]") var tokenJwksCa: String?
+    @Option(help: "How long to keep trying to reach a PostgreSQL store at start-up. [default: 30s]") var storeConnectTimeout: String?
+    @Option(help: "Unauthenticated denials audited one by one per second; the rest are summarised. 0: all. [default: 100]")
+    var auditDenialBudget: String?
+    @Flag(help: "Allow local mode (the development token issuer) on a listen address other than loopback.") var localMode = false
     @Option(help: "JSON config file.") var config: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [default: info]") var logLevel: String?
 
@@ -104,6 +112,21 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.requestTimeout = try parseDuration(timeout, flag: "--request-timeout")
         }
         if let timeout = value("idle_timeout", idleTimeout) { configuration.idleTimeout = try parseDuration(timeout, flag: "--idle-timeout") }
+        if let age = value("renewal_max_age", renewalMaxAge) { configuration.policy.renewalMaxAge = try parseDuration(age, flag: "--renewal-max-age") }
+        if let refresh = value("token_jwks_refresh", tokenJwksRefresh) {
+            configuration.tokenJWKSRefresh = try parseDuration(refresh, flag: "--token-jwks-refresh")
+        }
+        configuration.tokenJWKSCA = value("token_jwks_ca", tokenJwksCa)
+        if let timeout = value("store_connect_timeout", storeConnectTimeout) {
+            configuration.storeConnectTimeout = try parseDuration(timeout, flag: "--store-connect-timeout")
+        }
+        if let budget = value("audit_denial_budget", auditDenialBudget) {
+            guard let perSecond = Int(budget), perSecond >= 0 else {
+                throw CLIError("configuration_invalid", "--audit-denial-budget \(budget) is not a whole number ≥ 0")
+            }
+            configuration.auditDenialBudget = perSecond
+        }
+        configuration.localModeOnNetwork = localMode || ["true", "1"].contains(value("local_mode", nil) ?? "")
 
         let built = try await buildServer(configuration: configuration, clock: SystemClock(), logger: logger) { port in
             let line = "sigil listening on https://\(host.contains(":") ? "[\(host)]" : host):\(port)\n"
@@ -135,6 +158,7 @@ struct Settings {
         "data_dir", "listen", "trust_domain", "store", "token_issuer", "token_jwks", "token_audience", "token_review", "token_review_ca",
         "token_review_credential", "tls_names", "log_level", "audit_sink", "admin_socket", "max_body_bytes", "bundle_refresh_hint",
         "rate_limit_client", "rate_limit_client_burst", "rate_limit_identity", "rate_limit_identity_burst", "request_timeout", "idle_timeout",
+        "renewal_max_age", "token_jwks_refresh", "token_jwks_ca", "store_connect_timeout", "audit_denial_budget", "local_mode",
         "authority.key_type", "authority.root_ttl", "authority.intermediate_ttl",
         "policy.default_ttl", "policy.max_ttl", "policy.min_ttl", "policy.backdate", "policy.allowed_key_types", "policy.dns_templates",
         "policy.allowed_namespaces", "policy.denied_namespaces", "policy.namespace_max_ttl",

@@ -15,7 +15,7 @@ struct LocalCA {
     static func open(_ options: DataDirectoryOption, policy: IssuancePolicy = IssuancePolicy()) async throws -> LocalCA {
         let path = options.dataDir
         let directory = DataDirectory(path: path)
-        let store = try await directory.openStore(options.storeLocation, create: false, logger: Logger(label: "sigil"))
+        let store = try await directory.openStore(options.storeLocation, create: false, logger: commandLogger())
         guard let configuration = try await store.loadAuthorityConfiguration() else {
             throw CLIError("not_found", "the store in \(path) was never initialised: run `sigil init --data-dir \(path)`")
         }
@@ -57,6 +57,12 @@ enum Format {
         encoder.dateEncodingStrategy = .iso8601
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
+}
+
+/// The logger of the offline commands: warnings and errors (a store that cannot be reached yet, with the
+/// cause) as lines on stderr, so stdout keeps only the command's output.
+func commandLogger() -> Logger {
+    Logger(label: "sigil", factory: LineLogHandler.factory(level: .warning))
 }
 
 func readFile(_ path: String, what: String) throws -> String {

@@ -10,6 +10,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import textwrap
@@ -400,14 +401,35 @@ class SigilServer:
             headers["Authorization"] = f"Bearer {token}"
         return self.request("POST", "/v1/certificates", data=json.dumps(body), headers=headers, **kwargs)
 
-    def metrics(self) -> dict[tuple[str, tuple], float]:
-        """GET /metrics parsed by prometheus_client: {(sample name, sorted labels): value}."""
+    def get_from(self, source: str, path: str) -> tuple[int, str]:
+        """GET `path` over a connection from the loopback address `source` (another client to the rate limits,
+        which key on the client address). Returns (status, body)."""
+        import http.client
+
+        context = ssl.create_default_context(cafile=str(self.bundle))
+        parts = urlsplit(self.url)
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, source_address=(source, 0), context=context, timeout=30)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+    def metrics(self, source: str | None = None) -> dict[tuple[str, tuple], float]:
+        """GET /metrics parsed by prometheus_client: {(sample name, sorted labels): value}; from the loopback
+        address `source` if given (a client the rate limits have not seen)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        response = self.get("/metrics")
-        assert response.status_code == 200, describe_response(response)
+        if source is None:
+            response = self.get("/metrics")
+            assert response.status_code == 200, describe_response(response)
+            text = response.text
+        else:
+            status, text = self.get_from(source, "/metrics")
+            assert status == 200, text
         samples = {}
-        for family in text_string_to_metric_families(response.text):
+        for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return samples
@@ -545,16 +567,78 @@ def unsigned_jwt(header: dict, claims: dict) -> str:
     return b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
 
 
-# --- small local HTTP servers (127.0.0.1 only) ------------------------------------------------------
+# --- small local HTTPS servers (127.0.0.1 only) -----------------------------------------------------
+
+
+class TestCA:
+    """A throw-away CA made with Python `cryptography` for the local HTTPS fakes (JWKS, OIDC discovery,
+    TokenReview): Sigil trusts it through --token-jwks-ca / --token-review-ca. Test-only: its key never
+    leaves this process's temporary directory."""
+
+    _shared: "TestCA | None" = None
+
+    def __init__(self):
+        import datetime
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import NameOID
+
+        self.directory = Path(tempfile.mkdtemp(prefix="sigil-test-ca."))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sigil test fakes CA")])
+        ca = (
+            x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        import ipaddress
+
+        server = (
+            x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.ca_file = self.directory / "ca.pem"
+        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.cert_file = self.directory / "server.pem"
+        self.cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+        self.key_file = self.directory / "server.key"
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        self.key_file.write_bytes(key_pem)
+        LEDGER.private_key(key_pem.decode(), "TestCA server key")
+
+    @classmethod
+    def shared(cls) -> "TestCA":
+        if cls._shared is None:
+            cls._shared = TestCA()
+        return cls._shared
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 class LocalHTTPServer:
-    """A ThreadingHTTPServer on 127.0.0.1 in a thread. `routes` maps GET paths to (status, JSON-able
-    body) and may change while it runs; `post` is called for POSTs as post(path, headers, body bytes)
-    -> (status, JSON-able body). Every request is recorded in `requests` as (method, path, headers, body)."""
+    """A ThreadingHTTPServer on 127.0.0.1 in a thread, over HTTPS with `TestCA.shared()` (`ca_file`) unless
+    tls=False. `routes` maps GET paths to (status, JSON-able body, extra headers) and may change while it
+    runs; `post` is called for POSTs as post(path, headers, body bytes) -> (status, JSON-able body). Every
+    request is recorded in `requests` as (method, path, headers, body)."""
 
-    def __init__(self, post: Callable[[str, dict, bytes], tuple[int, object]] | None = None):
-        self.routes: dict[str, tuple[int, object]] = {}
+    def __init__(self, post: Callable[[str, dict, bytes], tuple[int, object]] | None = None, tls: bool = True):
+        self.routes: dict[str, tuple[int, object, dict]] = {}
         self.post = post
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self._lock = threading.Lock()
@@ -566,19 +650,21 @@ class LocalHTTPServer:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _answer(self, status: int, body: object) -> None:
+            def _answer(self, status: int, body: object, headers: dict | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
             def do_GET(self):
                 owner._record("GET", self.path, dict(self.headers), b"")
                 with owner._lock:
-                    status, body = owner.routes.get(self.path, (404, {"error": "not found"}))
-                self._answer(status, body)
+                    status, body, headers = owner.routes.get(self.path, (404, {"error": "not found"}, {}))
+                self._answer(status, body, headers)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -590,7 +676,10 @@ class LocalHTTPServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.ca_file = TestCA.shared().ca_file if tls else None
+        if tls:
+            self.server.socket = TestCA.shared().server_context().wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
@@ -598,9 +687,12 @@ class LocalHTTPServer:
         with self._lock:
             self.requests.append((method, path, headers, body))
 
-    def set_route(self, path: str, body: object, status: int = 200) -> None:
+    def set_route(self, path: str, body: object, status: int = 200, headers: dict | None = None) -> None:
         with self._lock:
-            self.routes[path] = (status, body)
+            self.routes[path] = (status, body, headers or {})
+
+    def set_redirect(self, path: str, location: str) -> None:
+        self.set_route(path, {"moved": location}, status=302, headers={"Location": location})
 
     def count(self, method: str, path: str) -> int:
         with self._lock:

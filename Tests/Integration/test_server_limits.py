@@ -31,10 +31,12 @@ def test_client_over_its_burst_gets_429_with_retry_after_and_one_audit_record(si
         assert 1 <= int(response.headers["Retry-After"]) <= 100, response.headers
     # Unauthenticated requests count against the client too: the limit comes before any parsing.
     assert_problem(server.request("POST", "/v1/certificates", data="{}"), 429, "rate_limited")
-    # Read endpoints are not limited.
-    assert server.get("/v1/bundle").status_code == 200
-    metrics = server.metrics()
-    assert metrics[("sigil_certificates_denied_total", (("reason", "rate_limited"),))] == 6
+    # So do the read endpoints: every route is limited per client (a CRL or readiness probe must not be free).
+    for path in ("/v1/bundle", "/v1/crl", "/readyz", "/metrics"):
+        assert_problem(server.get(path), 429, "rate_limited")
+    # Another client address is another bucket.
+    metrics = server.metrics(source="127.0.0.2")
+    assert metrics[("sigil_certificates_denied_total", (("reason", "rate_limited"),))] == 10
     records = rate_limited(sigil, server.data_dir)
     assert len(records) == 1, records
     assert records[0]["client_address"] == "127.0.0.1"

@@ -67,7 +67,9 @@ def server(module_servers, api, tmp_path_factory):
     directory = tmp_path_factory.mktemp("tokenreview")
     credential = directory / "credential"
     credential.write_text(CREDENTIAL + "\n")
-    return module_servers(directory / "pki", "--token-review", api.http.url, "--token-review-credential", credential)
+    return module_servers(
+        directory / "pki", "--token-review", api.http.url, "--token-review-ca", api.http.ca_file, "--token-review-credential", credential
+    )
 
 
 def token(kind: str) -> str:

@@ -1,6 +1,6 @@
 """Token authentication of POST /v1/certificates with tokens that Sigil did not mint: PyJWT signs
 Kubernetes-projected-shaped tokens with RSA and EC keys generated here, and a small http.server on
-127.0.0.1 publishes the OIDC discovery document and the JWKS (`sigil serve --token-issuer URL` only).
+127.0.0.1 publishes the OIDC discovery document and the JWKS over HTTPS (a test CA) (`sigil serve --token-issuer URL` only).
 Covers success per algorithm, every token refusal code, and token-key rotation without a restart."""
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def issuer(issuer_http) -> TokenIssuer:
 
 @pytest.fixture(scope="module")
 def server(module_servers, issuer, issuer_http, tmp_path_factory):
-    return module_servers(tmp_path_factory.mktemp("tokens") / "pki", "--token-issuer", issuer.issuer)
+    return module_servers(
+        tmp_path_factory.mktemp("tokens") / "pki", "--token-issuer", issuer.issuer, "--token-jwks-ca", issuer_http.ca_file
+    )
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +259,7 @@ def rotation_rigs(module_servers, tmp_path_factory):
 
     rigs = {
         "discovery": RotationRig(
-            module_servers(directory / "pki-discovery", "--token-issuer", discovered.issuer),
+            module_servers(directory / "pki-discovery", "--token-issuer", discovered.issuer, "--token-jwks-ca", http.ca_file),
             discovered, lambda: serve_oidc_issuer(http, discovered), lambda: http.count("GET", JWKS_PATH),
         ),
         "jwks-file": RotationRig(

@@ -19,6 +19,8 @@ struct AgentLoopTests {
     static let seed: UInt64 = 0x5EED
     static let identity = WorkloadIdentity(namespace: "default", serviceAccount: "web")
     static let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+    /// Services of `buildServer` that sleep on the clock between passes.
+    static let serverSleepers = 3
 
     /// The serial, validity and key of the SVID on disk, read through `..data` as one set.
     struct OnDisk: Equatable {
@@ -57,7 +59,9 @@ struct AgentLoopTests {
         defer { serverTask.cancel() }
         var portIterator = ports.makeAsyncIterator()
         let port = try #require(await portIterator.next())
-        try await clock.waitForSleepers(count: 1)  // the rotation service, after writing bundle.pem
+        // The server's three sleepers: the rotation service (after writing bundle.pem), the JWKS refresh and the
+        // denial summary.
+        try await clock.waitForSleepers(count: Self.serverSleepers)
 
         let issuer = try LocalTokenIssuer.load(dataDirectory: dataDirectory, create: false)
         let token = try await issuer.mint(identity: Self.identity, audience: "sigil", ttl: .seconds(86_400), now: clock.now)
@@ -73,17 +77,17 @@ struct AgentLoopTests {
         var expected = SeededGenerator(state: Self.seed)
 
         // First SVID, then the agent polls and sleeps until min(renewal, next poll).
-        try await clock.waitForSleepers(count: 2)
+        try await clock.waitForSleepers(count: Self.serverSleepers + 1)
         let first = try Self.onDisk(out)
         let renewAt = schedule.renewAt(notBefore: first.notBefore, notAfter: first.notAfter, using: &expected)
         #expect(renewAt > clock.now && renewAt < first.notAfter)
 
         clock.set(renewAt - .seconds(1))
-        try await clock.waitForSleepers(count: 2)
+        try await clock.waitForSleepers(count: Self.serverSleepers + 1)
         #expect(try Self.onDisk(out) == first, "renewed before the scheduled time")
 
         clock.set(renewAt)
-        try await clock.waitForSleepers(count: 2)
+        try await clock.waitForSleepers(count: Self.serverSleepers + 1)
         let second = try Self.onDisk(out)
         #expect(second.serial != first.serial && second.key != first.key, "no renewal (with a fresh key) at the scheduled time")
         #expect(abs(second.notBefore.timeIntervalSince(renewAt)) < 120, "the new SVID starts at the server's (manual) time")
@@ -92,16 +96,16 @@ struct AgentLoopTests {
         let secondRenewAt = schedule.renewAt(notBefore: second.notBefore, notAfter: second.notAfter, using: &expected)
         try FileManager.default.removeItem(atPath: tokenFile)
         clock.set(secondRenewAt)
-        try await clock.waitForSleepers(count: 2)
+        try await clock.waitForSleepers(count: Self.serverSleepers + 1)
         #expect(try Self.onDisk(out) == second, "a failed renewal touched the current SVID")
         let backoff = schedule.backoff(attempt: 0, now: secondRenewAt, deadline: second.notAfter, using: &expected)
 
         try SecureFile.write(Data(token.utf8), to: tokenFile)
         clock.set(secondRenewAt + backoff - .milliseconds(1))
-        try await clock.waitForSleepers(count: 2)
+        try await clock.waitForSleepers(count: Self.serverSleepers + 1)
         #expect(try Self.onDisk(out) == second, "retried before the backoff elapsed")
         clock.set(secondRenewAt + backoff)
-        try await clock.waitForSleepers(count: 2)
+        try await clock.waitForSleepers(count: Self.serverSleepers + 1)
         let third = try Self.onDisk(out)
         #expect(third.serial != second.serial, "no retry after the backoff")
 

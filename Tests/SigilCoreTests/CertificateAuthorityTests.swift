@@ -171,7 +171,7 @@ struct CertificateAuthorityTests {
         #expect(try await ca.snapshot().bundleSequence(at: clock.now) == 1, "intermediates are not in the bundle")
     }
 
-    @Test("activateNext activates the prepared intermediate and retires the old one")
+    @Test("activateNext activates the prepared intermediate, retires the old one and erases its key")
     func activateIntermediate() async throws {
         try await ca.bootstrap()
         let old = try await ca.signingAuthority().record
@@ -180,12 +180,15 @@ struct CertificateAuthorityTests {
 
         let changed = try await ca.perform(.activateNext, for: .intermediate)
         #expect(Set(changed) == [old.id, next.id])
-        let events = await store.auditLog.suffix(3).map(\.event)
-        #expect(events.map(\.action) == [.prepare, .activate, .retire])
-        #expect(events.map(\.authorityID) == [next.id, next.id, old.id])
+        let events = await store.auditLog.suffix(4).map(\.event)
+        #expect(events.map(\.action) == [.prepare, .activate, .retire, .eraseKey])
+        #expect(events.map(\.authorityID) == [next.id, next.id, old.id, old.id])
         let set = try await authorities()
         #expect(set.active(.intermediate)?.id == next.id)
         #expect(set.record(id: old.id)?.state == .retired)
+        #expect(set.record(id: old.id)?.hasKey == false, "a retired authority can never sign again")
+        let final = try CertificateRevocationList(der: try #require(set.record(id: old.id)?.finalCRL))
+        #expect(final.isSigned(by: old.certificate) && final.nextUpdate == old.notAfter && final.entries.isEmpty)
         #expect(set.record(id: old.id)?.updatedAt == clock.now)
         #expect(try await ca.signingAuthority().record.id == next.id)
         #expect(try await signAndVerify().authorityID == next.id)

@@ -167,6 +167,37 @@ struct TokenVerifierTests {
         #expect(source.fetches == fetches + 1)
     }
 
+    @Test("a refresh drops keys that left the JWKS at once, for the cache too; a failed refresh keeps the keys")
+    func refreshDropsRemovedKeys() async throws {
+        let cache = CachingTokenVerifier(verifier, clock: clock)
+        let ecToken = try await issuer.sign(claims(), kid: "ec-1")
+        let rsaToken = try await issuer.sign(claims(), kid: "rsa-1")
+        #expect(try await cache.verify(ecToken).keyID == "ec-1")
+        _ = try await cache.verify(rsaToken)
+
+        source.serve(nil)  // the issuer is unreachable: nothing changes
+        await #expect(throws: (any Error).self) { try await verifier.refresh() }
+        _ = try await cache.verify(ecToken)
+
+        // The issuer removes ec-1 (exposed): the next refresh ends its verifications, cached ones included.
+        var jwks = try #require(try JSONSerialization.jsonObject(with: issuer.jwks()) as? [String: [[String: String]]])
+        jwks["keys"] = jwks["keys"]?.filter { $0["kid"] != "ec-1" }
+        source.serve(try JSONSerialization.data(withJSONObject: jwks))
+        #expect(try await verifier.refresh() == ["ec-1"])
+        let hits = cache.statistics.hits
+        await expectCAError(.tokenInvalid) { try await cache.verify(ecToken) }
+        #expect(cache.statistics.hits == hits, "the cached verification was not reused")
+        #expect(try await cache.verify(rsaToken).keyID == "rsa-1")
+    }
+
+    @Test("a refused token's header values never reach the reason", arguments: ["HS256\nforged log line", String(repeating: "A", count: 10_000)])
+    func headerNotEchoed(_ algorithm: String) async throws {
+        let token = try TokenIssuer.unsigned(header: ["alg": algorithm, "kid": "ec-1"], claims: claims())
+        let error = await expectCAError(.tokenInvalid) { try await verifier.verify(token) }
+        #expect(error?.reason.contains(algorithm) == false)
+        #expect(error?.reason.contains("\n") == false && (error?.reason.utf8.count ?? 0) < 200)
+    }
+
     @Test("an unreachable or unparsable JWKS refuses the token")
     func jwksUnavailable() async throws {
         let token = try await issuer.sign(claims())

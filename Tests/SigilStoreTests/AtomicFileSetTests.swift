@@ -19,9 +19,9 @@ struct AtomicFileSetTests {
         FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// Hidden names (the version directories) and visible ones, sorted.
+    /// Hidden names (the version directories) and visible ones, sorted; the writers' lock file is left out.
     static func entries(_ directory: TemporaryDirectory) throws -> (hidden: [String], visible: [String]) {
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted().filter { $0 != "..lock" }
         return (names.filter { $0.hasPrefix("..") }, names.filter { !$0.hasPrefix("..") })
     }
 
@@ -44,6 +44,44 @@ struct AtomicFileSetTests {
     /// Puts a non-empty directory at `name`: rename(2) cannot put a link over it.
     static func obstruct(_ name: String, in directory: TemporaryDirectory) throws {
         try FileManager.default.createDirectory(atPath: directory.file(name + "/x"), withIntermediateDirectories: true)
+    }
+
+    @Test("cleaning up old versions never follows a link: planted links are removed, their targets stay")
+    func cleanUpFollowsNoLink() throws {
+        let directory = try TemporaryDirectory()
+        let outside = try TemporaryDirectory()
+        try SecureFile.write(Data("precious".utf8), to: outside.file("precious"))
+        try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
+        let old = try #require(try Self.entries(directory).hidden.first { $0 != AtomicFileSet.currentLink })
+        // A link inside the old version to a file outside, and an old-looking version that is a link to a directory.
+        #expect(symlink(outside.file("precious"), directory.file(old + "/planted")) == 0)
+        #expect(symlink(outside.path, directory.file("..20260101T000000.000000Z-deadbeef")) == 0)
+
+        try AtomicFileSet.publish(Self.pair(2), in: directory.path, at: Self.now.addingTimeInterval(1))
+        #expect(Self.text(outside.file("precious")) == "precious")
+        #expect(FileManager.default.fileExists(atPath: outside.path))
+        #expect(!FileManager.default.fileExists(atPath: directory.file(old)), "the old version is gone")
+        #expect(try Self.entries(directory).hidden.count == 2, "..data and the current version")
+        Self.expectNames(in: directory, key: "key 2", cert: "cert 2")
+    }
+
+    @Test("two writers on one directory take turns: neither removes the other's version before its switch")
+    func writersTakeTurns() async throws {
+        let directory = try TemporaryDirectory()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<2 {
+                group.addTask {
+                    for round in 0..<25 {
+                        try AtomicFileSet.publish(Self.pair(writer * 100 + round), in: directory.path, at: Self.now.addingTimeInterval(TimeInterval(round)))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let key = try #require(Self.text(directory.file("svid.key")))
+        let number = try #require(Int(key.dropFirst(4)))
+        Self.expectNames(in: directory, key: "key \(number)", cert: "cert \(number)")
+        #expect(try Self.entries(directory).hidden.count == 2)
     }
 
     @Test("publish makes each name a link through ..data to one version directory, with the files' modes")

@@ -23,9 +23,9 @@ struct AuditStoreContractTests {
             requestID: "req-\(index)", clientAddress: "192.0.2.\(index)", tokenHMAC: String(repeating: "b", count: 64))
     }
 
-    /// Walks `records` with the chain verifier.
-    static func verify(_ records: [AuditRecord]) -> AuditVerification {
-        var verifier = AuditChainVerifier()
+    /// Walks `records` with the chain verifier, under `store`'s chain key.
+    static func verify(_ records: [AuditRecord], in store: any CAStore) async throws -> AuditVerification {
+        var verifier = AuditChainVerifier(key: AuditChainKey(auditKey: try await store.auditKey()))
         for record in records {
             if let problem = verifier.check(record) { return problem }
         }
@@ -51,7 +51,7 @@ struct AuditStoreContractTests {
             let read = try await store.auditRecords(AuditQuery())
             #expect(read == appended)
             #expect(read.map(\.event) == (1...5).map { Self.event($0) })
-            #expect(Self.verify(read) == .valid(records: 5, lastHash: appended[4].hash))
+            #expect(try await Self.verify(read, in: store) == .valid(records: 5, lastHash: appended[4].hash))
         }
     }
 
@@ -67,7 +67,7 @@ struct AuditStoreContractTests {
             }
             let read = try await store.auditRecords(AuditQuery())
             #expect(read.map(\.sequence) == Array(1...40))
-            #expect(Self.verify(read) == .valid(records: 40, lastHash: read.last?.hash ?? ""))
+            #expect(try await Self.verify(read, in: store) == .valid(records: 40, lastHash: read.last?.hash ?? ""))
             #expect(Set(read.map(\.event.requestID)).count == 40)
         }
     }
@@ -106,7 +106,7 @@ struct AuditStoreContractTests {
             // The chain goes on from the last committed record.
             let next = try await store.appendAudit(Self.event(3))
             #expect(next.sequence == 2)
-            #expect(Self.verify(try await store.auditRecords(AuditQuery())) == .valid(records: 2, lastHash: next.hash))
+            #expect(try await Self.verify(try await store.auditRecords(AuditQuery()), in: store) == .valid(records: 2, lastHash: next.hash))
         }
     }
 
@@ -159,8 +159,7 @@ struct AuditStoreContractTests {
             let again = try await subject.reopen()
             #expect(try await again.auditKey() == key)
             #expect(try await again.auditRecords(AuditQuery()) == [record])
-            let other = try await subject.reopen(kek: KeyEncryptionKey.generate())
-            await expectStorageError(.corrupt) { try await other.auditKey() }
+            await expectStorageError(.corrupt) { _ = try await subject.reopen(kek: KeyEncryptionKey.generate()) }
         }
     }
 }

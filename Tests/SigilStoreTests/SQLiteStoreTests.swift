@@ -34,7 +34,7 @@ struct SQLiteStoreTests {
                     .map { $0["detail"] as String }
             )
         }
-        #expect(Set(indexes) == ["sqlite_autoindex_certificates_1", "certificates_by_authority"])
+        #expect(Set(indexes) == ["sqlite_autoindex_certificates_1", "certificates_by_authority", "certificates_revoked"])
         #expect(plan.contains { $0.hasPrefix("SEARCH certificates USING INDEX certificates_by_authority") }, "\(plan)")
     }
 

@@ -1,10 +1,41 @@
 import Foundation
+import SigilCore
 import SigilStore
 import SigilTestSupport
 import Testing
 
 @Suite("SecureFile")
 struct SecureFileTests {
+    @Test("a secret is read only from a private regular file of ours: not through a link, not readable by others")
+    func readPrivate() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("kek")
+        try SecureFile.write(Data("secret".utf8), to: path)
+        #expect(try SecureFile.readPrivate(path) == Data("secret".utf8))
+
+        // A link planted in place of the key, even to a private file: refused, not followed.
+        let link = directory.file("linked-kek")
+        #expect(symlink(path, link) == 0)
+        let linked = #expect(throws: StorageError.self) { try SecureFile.readPrivate(link) }
+        #expect(linked?.code == .insecure && linked?.reason.contains("symbolic link") == true)
+        #expect(throws: StorageError.self) { try SecureFile.requirePrivate(link) }
+
+        for mode: mode_t in [0o640, 0o604, 0o660] {
+            chmod(path, mode)
+            let error = #expect(throws: StorageError.self) { try SecureFile.readPrivate(path) }
+            #expect(error?.code == .insecure && error?.reason.contains("chmod 600") == true)
+        }
+        chmod(path, 0o600)
+        // A directory is not a key file.
+        #expect(throws: StorageError.self) { try SecureFile.readPrivate(directory.path) }
+        if geteuid() == 0 {
+            // Owned by another user: refused even with a private mode.
+            #expect(chown(path, 65534, 65534) == 0)
+            let error = #expect(throws: StorageError.self) { try SecureFile.readPrivate(path) }
+            #expect(error?.code == .insecure && error?.reason.contains("owned by uid 65534") == true)
+        }
+    }
+
     /// Names in `directory`, hidden ones included.
     static func entries(_ directory: TemporaryDirectory) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()

@@ -1,4 +1,5 @@
 import Foundation
+import SigilCore
 import SigilStore
 import Testing
 

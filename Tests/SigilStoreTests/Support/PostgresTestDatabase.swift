@@ -41,6 +41,15 @@ enum PostgresTestDatabase {
         return url
     }
 
+    /// Runs `sql` (statements separated by `;`) in database `name`.
+    static func execute(_ sql: String, in name: String, on serverURL: String) async throws {
+        try await withAdminConnection(try url(serverURL, database: name)) { connection in
+            for statement in sql.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
+    }
+
     private static func withAdminConnection(
         _ serverURL: String, _ body: (PostgresConnection) async throws -> Void
     ) async throws {

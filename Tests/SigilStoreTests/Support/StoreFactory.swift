@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import SigilCore
 import SigilStore
@@ -17,12 +18,19 @@ struct StoreFactory: Sendable, CustomTestStringConvertible {
     let open: @Sendable (_ location: StoreLocation, _ kek: KeyEncryptionKey) async throws -> any CAStore
     /// Removes what `open` created outside `location.directory` (which is removed anyway).
     var cleanUp: @Sendable (_ location: StoreLocation) async throws -> Void = { _ in }
+    /// Runs SQL on the store's database behind its back, as someone with write access to the database but
+    /// not the key-encryption key could (statements separated by `;`). Nil for stores without a database.
+    var tamper: (@Sendable (_ location: StoreLocation, _ sql: String) async throws -> Void)? = nil
 
     var testDescription: String { name }
 
-    static let sqlite = StoreFactory(name: "SQLite", isPersistent: true) { location, kek in
-        try SQLiteStore(path: location.directory.file("sigil.db"), kek: kek)
-    }
+    static let sqlite = StoreFactory(
+        name: "SQLite", isPersistent: true,
+        open: { location, kek in try SQLiteStore(path: location.directory.file("sigil.db"), kek: kek) },
+        tamper: { location, sql in
+            let queue = try DatabaseQueue(path: location.directory.file("sigil.db"))
+            try await queue.write { db in try db.execute(sql: sql) }
+        })
 
     /// The test double from SigilTestSupport, held to the same contract so that core tests can trust it.
     static let inMemory = StoreFactory(name: "InMemoryStore", isPersistent: false) { _, _ in InMemoryStore() }
@@ -36,11 +44,14 @@ struct StoreFactory: Sendable, CustomTestStringConvertible {
                 let url = try await PostgresTestDatabase.create(location.name, on: server)
                 return try await PostgresStore(url: url, kek: kek, logger: PostgresTestDatabase.logger)
             },
-            cleanUp: { location in try await PostgresTestDatabase.drop(location.name, on: server) })
+            cleanUp: { location in try await PostgresTestDatabase.drop(location.name, on: server) },
+            tamper: { location, sql in try await PostgresTestDatabase.execute(sql, in: location.name, on: server) })
     }
 
     static let all: [StoreFactory] = [.sqlite, .inMemory] + [postgres].compactMap { $0 }
     static let persistent: [StoreFactory] = all.filter(\.isPersistent)
+    /// The stores whose database a test can write behind their back.
+    static let tamperable: [StoreFactory] = all.filter { $0.tamper != nil }
 
     /// Opens a fresh store at a new location, runs `body`, then removes the location.
     func withStore<T>(_ body: (StoreUnderTest) async throws -> T) async throws -> T {
