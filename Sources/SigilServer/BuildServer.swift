@@ -28,6 +28,13 @@ public func buildServer(
             reason: "local mode (no token source: anyone who reads the data directory mints any identity) listens only on loopback; "
                 + "configure a token source, or pass --local-mode to listen on \(configuration.host) anyway")
     }
+    // Before anything is created: a token source that could be read in clear text is a configuration error.
+    switch configuration.tokenSource {
+    case .jwksURL(let url): try requireHTTPS(url, "--token-jwks URL")
+    case .discovery: try requireHTTPS(try requireIssuer(configuration), "--token-issuer (OIDC discovery)")
+    case .tokenReview(let url, _, _): try requireHTTPS(url, "--token-review URL")
+    case .local, .jwksFile: break
+    }
     let directory = DataDirectory(path: configuration.dataDirectory)
     let store = try await directory.openStore(
         configuration.store, create: true, logger: logger, clock: clock, connectTimeout: configuration.storeConnectTimeout)
@@ -89,7 +96,6 @@ public func buildServer(
             policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
             source: FileJWKSSource(path: path), clock: clock)
     case .jwksURL(let url):
-        try requireHTTPS(url, "--token-jwks URL")
         let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
         services.append(HTTPClientService(client: client))
         jwksVerifier = JWKSTokenVerifier(
@@ -97,14 +103,12 @@ public func buildServer(
             source: HTTPJWKSSource(location: .jwks(url), client: client), clock: clock)
     case .discovery:
         let issuer = try requireIssuer(configuration)
-        try requireHTTPS(issuer, "--token-issuer (OIDC discovery)")
         let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
         services.append(HTTPClientService(client: client))
         jwksVerifier = JWKSTokenVerifier(
             policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience),
             source: HTTPJWKSSource(location: .discovery(issuer: issuer), client: client), clock: clock)
     case .tokenReview(let url, let caFile, let credentialFile):
-        try requireHTTPS(url, "--token-review URL")
         let client = try makeTokenSourceClient(caFile: caFile)
         services.append(HTTPClientService(client: client))
         reviewVerifier = TokenReviewVerifier(

@@ -50,7 +50,7 @@ struct AuditFilterOptions: ParsableArguments {
 }
 
 func openAuditStore(_ options: DataDirectoryOption) async throws -> any SigilStoreBackend {
-    try await DataDirectory(path: options.dataDir).openStore(options.storeLocation, create: false, logger: commandLogger())
+    try await options.openStore()
 }
 
 /// Calls `body` with every record matching `query` after `afterSequence`, in order, a page at a time;

@@ -43,7 +43,7 @@ struct InitCommand: AsyncParsableCommand {
         }
         let directory = DataDirectory(path: data.dataDir)
         let createdFiles = !directory.isInitialized && data.storeLocation == "sqlite"
-        let store = try await directory.openStore(data.storeLocation, create: true, logger: Logger(label: "sigil"))
+        let store = try await data.openStore(create: true)
         guard try await store.authorities().isEmpty else {
             throw CLIError("conflict", "\(data.dataDir) already holds a Sigil CA; use `sigil inspect --data-dir \(data.dataDir)`")
         }

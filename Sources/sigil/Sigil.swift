@@ -55,5 +55,15 @@ struct DataDirectoryOption: ParsableArguments {
     @Option(name: .long, help: "Store: sqlite (in the data directory) or a postgres:// URL. [default: $SIGIL_STORE or sqlite]")
     var store: String?
 
+    @Option(name: .long, help: "How long to keep trying to reach a PostgreSQL store, each failed attempt logged with its cause. [default: 30s]")
+    var storeConnectTimeout: String = "30s"
+
     var storeLocation: String { store ?? ProcessInfo.processInfo.environment["SIGIL_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? "sqlite" }
+
+    /// Opens the store these options name (`create`: initialise the data directory first).
+    func openStore(create: Bool = false) async throws -> any SigilStoreBackend {
+        try await DataDirectory(path: dataDir).openStore(
+            storeLocation, create: create, logger: commandLogger(),
+            connectTimeout: try parseDuration(storeConnectTimeout, flag: "--store-connect-timeout"))
+    }
 }

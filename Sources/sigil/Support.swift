@@ -15,7 +15,7 @@ struct LocalCA {
     static func open(_ options: DataDirectoryOption, policy: IssuancePolicy = IssuancePolicy()) async throws -> LocalCA {
         let path = options.dataDir
         let directory = DataDirectory(path: path)
-        let store = try await directory.openStore(options.storeLocation, create: false, logger: commandLogger())
+        let store = try await options.openStore()
         guard let configuration = try await store.loadAuthorityConfiguration() else {
             throw CLIError("not_found", "the store in \(path) was never initialised: run `sigil init --data-dir \(path)`")
         }

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 import pytest
 
-from support import LocalHTTPServer, WEB_ID, assert_issued, assert_problem, python_csr, token_parts
+from support import LocalHTTPServer, WEB_ID, assert_issued, assert_problem, python_csr, token_parts, unsigned_jwt, wait_until
 
 REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 CREDENTIAL = "fake-apiserver-credential-" + secrets.token_hex(8)
@@ -19,8 +20,10 @@ CREDENTIAL = "fake-apiserver-credential-" + secrets.token_hex(8)
 
 class FakeTokenReviewAPI:
     """Decides by the token's prefix: good-* authenticated as default/web, payments-* as payments/api,
-    denied-* not authenticated, aud-* authenticated for another audience, node-* a node (not a
-    service account)."""
+    denied-* not authenticated, aud-* authenticated for another audience, noaud-* authenticated with no
+    audiences in the answer (Kubernetes' way of saying "the API server's own audience"), node-* a node
+    (not a service account); a JWT (eyJ…) is authenticated as default/web, as the API server would for a
+    live projected token."""
 
     def __init__(self):
         self.http = LocalHTTPServer(post=self.review)
@@ -33,11 +36,14 @@ class FakeTokenReviewAPI:
         self.reviews.append({"headers": headers, "body": review})
         token = review["spec"]["token"]
         status: dict
-        if token.startswith(("good-", "payments-", "aud-", "node-")):
+        if token.startswith("eyJ"):
+            token = "good-jwt"
+        if token.startswith(("good-", "payments-", "aud-", "noaud-", "node-")):
             username = {
                 "good-": "system:serviceaccount:default:web",
                 "payments-": "system:serviceaccount:payments:api",
                 "aud-": "system:serviceaccount:default:web",
+                "noaud-": "system:serviceaccount:default:web",
                 "node-": "system:node:worker-1",
             }[token.split("-")[0] + "-"]
             status = {
@@ -50,6 +56,8 @@ class FakeTokenReviewAPI:
                 },
                 "audiences": ["some-other-audience"] if token.startswith("aud-") else review["spec"].get("audiences") or [],
             }
+            if token.startswith("noaud-"):
+                del status["audiences"]
         else:
             status = {"authenticated": False, "error": "[invalid bearer token, token lookup failed]"}
         return 201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": review["spec"], "status": status}
@@ -94,7 +102,7 @@ def test_identity_is_the_reviewed_username(server):
 
 @pytest.mark.parametrize(
     "kind, code",
-    [("denied", "token_invalid"), ("aud", "audience_mismatch"), ("node", "token_invalid")],
+    [("denied", "token_invalid"), ("aud", "audience_mismatch"), ("noaud", "audience_mismatch"), ("node", "token_invalid")],
 )
 def test_refused_review_is_refused(server, kind, code):
     refused = token(kind)
@@ -110,3 +118,21 @@ def test_reviewed_token_is_cached(server, api):
     assert_issued(server.post_csr(csr, good), WEB_ID)
     assert_issued(server.post_csr(csr, good), WEB_ID)
     assert sum(1 for r in api.reviews if r["body"]["spec"]["token"] == good) == 1
+
+
+def test_review_is_not_trusted_past_the_token_exp(server, api):
+    """A review is cached until min(exp, 60 s): a token that expires in 2 s is reviewed again after that, not
+    served from the cache for a minute."""
+    exp = int(time.time()) + 2
+    jwt_token = unsigned_jwt({"alg": "RS256", "kid": "k"}, {"exp": exp, "sub": "system:serviceaccount:default:web"}) + ".c2ln"
+    csr = python_csr()[0]
+    assert_issued(server.post_csr(csr, jwt_token), WEB_ID)
+    assert_issued(server.post_csr(csr, jwt_token), WEB_ID)
+    reviews = lambda: sum(1 for r in api.reviews if r["body"]["spec"]["token"] == jwt_token)  # noqa: E731
+    assert reviews() == 1, "reviewed once while it lives"
+
+    def reviewed_again():
+        assert_issued(server.post_csr(csr, jwt_token), WEB_ID)
+        return reviews() >= 2
+
+    wait_until(reviewed_again, timeout=15, interval=0.5, what="the review to end with the token's exp")

@@ -102,4 +102,19 @@ struct RenewalAuthorizationTests {
             Issue.record("expected \(test.expected), got \(decision)")
         }
     }
+
+    @Test("a client certificate OpenSSL cannot read is a refusal (a 401 with its denial), never an error")
+    func unreadableCertificate() async throws {
+        let ca = CertificateAuthority(
+            store: InMemoryStore(), configuration: AuthorityConfiguration(trustDomain: TestPKI.trustDomain), policy: IssuancePolicy(),
+            clock: ManualClock(now: Self.now))
+        try await ca.bootstrap()
+        for chain in [[[0x30, 0x03, 0x02, 0x01]], [], [Array(repeating: 0xff, count: 64)]] as [[[UInt8]]] {
+            guard case .refused(let error) = try await ca.renewalIdentity(peerChain: chain) else {
+                Issue.record("\(chain) must be refused")
+                continue
+            }
+            #expect(error.code == .unauthenticated)
+        }
+    }
 }
