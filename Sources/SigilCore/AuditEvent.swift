@@ -242,8 +242,8 @@ public struct AuditHead: Sendable, Equatable, Codable {
         case time
     }
 
-    /// Whether the chain read by `verifier`-checked `records` still holds this head: the record at
-    /// `sequence` exists and carries `link`. Returns the problem, or nil.
+    /// What is wrong with a chain, ending at `lastSequence`, in which `record` is the one found at this head's
+    /// sequence (nil: none there): nil when the chain still holds this head with its link.
     public func problem(in record: AuditRecord?, lastSequence: Int64) -> String? {
         guard let record else {
             return sequence > lastSequence
@@ -337,6 +337,9 @@ public struct Requester: Sendable, Equatable {
     /// When the identity was last proven with a token: nil when it is proven now (a token issuance); for a
     /// renewal, the presented certificate's, carried into the new one.
     public var authenticatedAt: Date?
+    /// For a renewal, the serial of the certificate that authenticated it: the renewal's record names it, so
+    /// the certificates descending from a stolen one can be found (`sigil audit list --action renew`).
+    public var renewing: SerialNumber?
 
     public init(
         actor: String, requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil, isRenewal: Bool = false,

@@ -18,6 +18,9 @@ public struct AuthorityView: Codable, Sendable, Equatable {
     public let subject_key_id: String
     public let not_before: String
     public let not_after: String
+    /// Whether the store still holds its private key: only prepared and active authorities do (a key is erased
+    /// when its authority retires, is tainted or revoked). Nil from servers older than this field.
+    public let key_stored: Bool?
     /// Live certificates under this authority (for a root: under the intermediates it signed).
     public var live_certificates: Int?
     public var seconds_left: Int64?
@@ -36,6 +39,7 @@ public struct AuthorityView: Codable, Sendable, Equatable {
         subject_key_id = hexString(record.certificate.subjectKeyIdentifier ?? [])
         not_before = IssuanceResponse.timestamp(record.notBefore)
         not_after = IssuanceResponse.timestamp(record.notAfter)
+        key_stored = record.hasKey
         live_certificates = liveCertificates
         seconds_left = now.map { max(0, Int64(record.notAfter.timeIntervalSince($0))) }
     }

@@ -198,6 +198,7 @@ public final class CertificateAuthority: Sendable {
         }
         let now = clock.now
         var event = requester.event(requester.isRenewal ? .renew : .issue, at: now)
+        if let renewed = requester.renewing { event.reason = "renewal of \(renewed.hex)" }
         event.subject = issued.spiffeID.description
         event.serial = issued.serial.hex
         event.authorityID = issued.authorityID

@@ -86,7 +86,7 @@ public struct CertificateIssuer: Sendable {
             case .dns(let dns) where allowedDNS.contains(dns.lowercased()):
                 if !extra.contains(.dns(dns.lowercased())) { extra.append(.dns(dns.lowercased())) }
             default:
-                return .denied(.policyViolation(reason: "SAN \(name) is not allowed for \(request.identity)"))
+                return .denied(.policyViolation(reason: "SAN \(SafeText.excerpt("\(name)")) is not allowed for \(request.identity)"))
             }
         }
         // X509-SVID §2: exactly one URI SAN. A CSR may omit it (the identity comes from the token) but

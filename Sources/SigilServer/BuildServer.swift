@@ -80,49 +80,34 @@ public func buildServer(
 
     let metrics = ServerMetrics()
     var services: [any Service] = []
-    var reviewVerifier: TokenReviewVerifier? = nil
-    var jwksVerifier: JWKSTokenVerifier? = nil
+    let inner: any TokenVerifier
+    func jwks(_ issuer: String, _ source: any JWKSSource) -> JWKSTokenVerifier {
+        let verifier = JWKSTokenVerifier(policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience), source: source, clock: clock)
+        services.append(JWKSRefreshService(verifier: verifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
+        return verifier
+    }
     switch configuration.tokenSource {
     case .local:
         // Creates the development issuer's key and JWKS on first start; tokens are then checked like any JWKS's.
         _ = try LocalTokenIssuer.load(dataDirectory: directory.path, create: true)
         logger.warning(
             "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production.")
-        jwksVerifier = JWKSTokenVerifier(
-            policy: TokenPolicy(issuer: LocalTokenIssuer.issuerURL, audience: configuration.tokenAudience),
-            source: FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)), clock: clock)
+        inner = jwks(LocalTokenIssuer.issuerURL, FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)))
     case .jwksFile(let path):
-        jwksVerifier = JWKSTokenVerifier(
-            policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
-            source: FileJWKSSource(path: path), clock: clock)
+        inner = jwks(try requireIssuer(configuration), FileJWKSSource(path: path))
     case .jwksURL(let url):
         let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
         services.append(HTTPClientService(client: client))
-        jwksVerifier = JWKSTokenVerifier(
-            policy: TokenPolicy(issuer: try requireIssuer(configuration), audience: configuration.tokenAudience),
-            source: HTTPJWKSSource(location: .jwks(url), client: client), clock: clock)
+        inner = jwks(try requireIssuer(configuration), HTTPJWKSSource(location: .jwks(url), client: client))
     case .discovery:
         let issuer = try requireIssuer(configuration)
         let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
         services.append(HTTPClientService(client: client))
-        jwksVerifier = JWKSTokenVerifier(
-            policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience),
-            source: HTTPJWKSSource(location: .discovery(issuer: issuer), client: client), clock: clock)
+        inner = jwks(issuer, HTTPJWKSSource(location: .discovery(issuer: issuer), client: client))
     case .tokenReview(let url, let caFile, let credentialFile):
         let client = try makeTokenSourceClient(caFile: caFile)
         services.append(HTTPClientService(client: client))
-        reviewVerifier = TokenReviewVerifier(
-            url: url, credentialFile: credentialFile, audience: configuration.tokenAudience,
-            client: client, clock: clock)
-    }
-    let inner: any TokenVerifier
-    if let jwksVerifier {
-        inner = jwksVerifier
-        services.append(JWKSRefreshService(verifier: jwksVerifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
-    } else if let reviewVerifier {
-        inner = reviewVerifier
-    } else {
-        throw CAError(.internalError, reason: "no token verifier")
+        inner = TokenReviewVerifier(url: url, credentialFile: credentialFile, audience: configuration.tokenAudience, client: client, clock: clock)
     }
     let cache = CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)
 

@@ -182,6 +182,7 @@ final class SigilAPI: Sendable {
                 requester.actor = grant.identity.description
                 requester.isRenewal = true
                 requester.authenticatedAt = grant.authenticatedAt
+                requester.renewing = grant.serial
                 return grant.identity
             case .refused(let error):
                 throw error

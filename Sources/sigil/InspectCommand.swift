@@ -42,7 +42,7 @@ struct InspectTreeCommand: AsyncParsableCommand {
             let left = view.seconds_left.map { $0 > 0 ? Duration.seconds($0).humanReadable + " left" : "expired" } ?? ""
             print("\(pad)valid     \(view.not_before) → \(view.not_after)  (\(left))")
             print("\(pad)sha256    \(Format.fingerprint(view.sha256_fingerprint))")
-            print("\(pad)key       sha256 \(view.public_key_sha256)")
+            print("\(pad)key       sha256 \(view.public_key_sha256)\(view.key_stored == false ? "  (private key erased: signs nothing)" : "")")
             if view.role == "intermediate" { print("\(pad)live      \(view.live_certificates ?? 0) certificate(s)") }
             for child in views where child.parent_id == view.id && child.id != view.id {
                 show(child, indent: pad)

@@ -41,7 +41,7 @@ def assert_serves_a_fresh_intermediate(rig: Rig, server: Server, old: dict) -> d
     new = active(status, "intermediate")
     assert new["id"] != old["id"], f"{old['id']} is still the active intermediate: {status}"
     assert parse_time(new["not_after"]) > datetime.datetime.now(datetime.timezone.utc)
-    assert {a["id"]: a["state"] for a in status["authorities"]}[old["id"]] != "active"
+    assert {a["id"]: a["state"] for a in status["authorities"]}.get(old["id"]) != "active"
     ready = server.get("/readyz")
     assert ready.status_code == 200, ready.text
 
@@ -85,11 +85,14 @@ def test_start_up_repairs_a_missing_active_intermediate(rig: Rig):
     old = active(first.status(), "intermediate")
     stop(first)
 
-    # No active intermediate left: as if a crash interrupted a rotation between retiring the old one and
-    # activating the new one. (This edits the SQLite store directly; the schema is Sigil's own.)
+    # No active intermediate left: the row edited behind Sigil's back (this edits the SQLite store directly;
+    # the schema is Sigil's own). Its MAC no longer matches, so the row is ignored as well: either way the
+    # server finds no active intermediate and must make one before it serves.
     with sqlite3.connect(first.data_dir / "sigil.db") as db:
         changed = db.execute("UPDATE authorities SET state = 'retired' WHERE id = ? AND state = 'active'", (old["id"],)).rowcount
     assert changed == 1, "could not retire the active intermediate in the store (schema changed?)"
 
     restarted = rig.serve(name="restarted", data_dir=first.data_dir)
     assert_serves_a_fresh_intermediate(rig, restarted, old)
+    records = audit_records(rig.sigil, restarted.data_dir)
+    assert find_records(records, action="integrity", outcome="failure", authority_id=old["id"]), "the edited row was not reported"

@@ -136,7 +136,10 @@ def test_taint_refuses_the_active_authority_and_says_to_rotate(sigil, svid):
 def test_revoking_one_stolen_certificate(sigil, svid, tmp_path):
     """`sigil admin revoke SERIAL`: the certificate can no longer renew and is in its intermediate's CRL."""
     server, chain, key, issued = svid()
-    assert_issued(server.post_csr(python_csr()[0], cert=(str(chain), str(key))), WEB_ID)
+    descendant = assert_issued(server.post_csr(python_csr()[0], cert=(str(chain), str(key))), WEB_ID)
+    # The renewal's record names the certificate it renewed: what a thief renewed can be found and revoked too.
+    (renewal,) = [r for r in audit_records(sigil, "--data-dir", server.data_dir) if r["action"] == "renew"]
+    assert renewal["serial"] == descendant["serial"] and renewal["reason"] == f"renewal of {issued['serial']}", renewal
     revoked = admin(sigil, server, "revoke", issued["serial"], "--reason", "laptop stolen")
     assert revoked.returncode == 0, revoked
     assert "listed in the CRL" in revoked.stdout, revoked

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from support import (
+    LEDGER,
     WEB_ID,
     assert_issued,
     assert_one_line_failure,
@@ -27,8 +28,9 @@ from support import (
 
 def test_a_crl_flood_signs_nothing_and_is_rate_limited(sigil, start_server, tmp_path):
     """1,500 parallel GET /v1/crl from one client: the CRL comes from memory (every answer the same bytes: a
-    CRL signed per request would differ in number and signature), and the client's burst runs out."""
-    server = start_server(tmp_path / "pki")
+    CRL signed per request would differ in number and signature), and the client's burst runs out (a limit
+    of 20/s with a burst of 200 here, so that it does on a loaded machine too)."""
+    server = start_server(tmp_path / "pki", "--rate-limit-client", "20", "--rate-limit-client-burst", "200")
     session_pool = concurrent.futures.ThreadPoolExecutor(max_workers=32)
     try:
         answers = list(session_pool.map(lambda _: server.get("/v1/crl"), range(1500)))
@@ -38,7 +40,7 @@ def test_a_crl_flood_signs_nothing_and_is_rate_limited(sigil, start_server, tmp_
     assert statuses <= {200, 429}, statuses
     bodies = {a.content for a in answers if a.status_code == 200}
     assert len(bodies) == 1, f"{len(bodies)} different CRLs: signed per request"
-    assert any(a.status_code == 429 for a in answers), "the per-client limit (burst 1,000 at 100/s) did not apply"
+    assert sum(a.status_code == 429 for a in answers) >= 500, "the per-client limit did not apply to /v1/crl"
     assert [r for r in audit_records(sigil, "--data-dir", server.data_dir) if r.get("code") == "rate_limited"]
 
 
@@ -108,6 +110,8 @@ def small_disk(tmp_path):
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill ({mounted.stderr.strip()}): the disk-full check needs root")
     yield mount_point
+    if (mount_point / "pki").exists():
+        LEDGER.snapshot_data_dir(mount_point / "pki", "the disk-full test")  # scanned at the end, after the unmount
     subprocess.run(["umount", "-l", mount_point], check=False)
 
 
