@@ -1,7 +1,7 @@
 """Fixtures for the integration tests: the real `sigil` binary, fresh data dirs, CSRs made with the
 `openssl` command, the shared conformance checker; `sigil serve` processes, PostgreSQL databases and
 a throw-away PostgreSQL cluster. At the end of every session, one more item greps everything sigil
-printed or recorded for the tokens and keys the suite made (support.LEDGER)."""
+printed or recorded for the tokens and keys the suite made (sigil_harness.LEDGER)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import (
+from sigil_harness import (
     CHECK_SVID,
     CSR,
     LEDGER,
@@ -229,7 +229,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 # --- the secrets scan ---------------------------------------------------------------------------------
-# support.LEDGER collects every secret the suite makes and every output sigil produces (rotation_support's
+# sigil_harness.LEDGER collects every secret the suite makes and every output sigil produces (rotation_support's
 # background processes hand theirs over each time one stops or restarts).
 
 

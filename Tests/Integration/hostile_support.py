@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-from support import (
+from sigil_harness import (
     WEB_ID,
     SigilServer,
     TokenIssuer,

@@ -21,17 +21,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from support import CHECK_SVID, CRASH_MARKERS, LEDGER, Result, Sigil, run, sha256_hex, stop_process
+import sigil_harness
+from sigil_harness import (
+    CHECK_SVID, CRASH_MARKERS, LEDGER, POSTGRES_ENV, Result, Sigil, clean_env, psql, run, sha256_hex, stop_process,
+    wait_until, with_database,
+)
 
-LISTENING = re.compile(r"^sigil listening on (?P<url>https://127\.0\.0\.1:\d+)$", re.M)
-POSTGRES_ENV = "SIGIL_TEST_POSTGRES_URL"
+# The harness's listening line, searched for in a whole log file.
+LISTENING = re.compile(sigil_harness.LISTENING.pattern, re.M)
 
 # The shortest lifetimes the configuration rules allow for the rotation runs the issue asks for
 # (leaf 20 s, intermediate 2 min): intermediate <= root/2, default leaf TTL x 6 <= intermediate,
@@ -40,29 +44,6 @@ SHORT_LIFETIMES = {
     "authority": {"root_ttl": "30m", "intermediate_ttl": "2m"},
     "policy": {"default_ttl": "20s", "min_ttl": "10s", "max_ttl": "1m", "backdate": "5s"},
 }
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2,
-               describe: Callable[[], str] | None = None):
-    """Polls `condition` until it returns something truthy (returned) or `timeout` seconds pass
-    (AssertionError naming `what`, plus describe() if given)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            extra = f"\n{describe()}" if describe else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{extra}")
-        time.sleep(min(interval, remaining))
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without SIGIL_* variables: only the flags of a test configure sigil."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGIL_")}
-    env.update(extra or {})
-    return env
 
 
 # --- background processes ---------------------------------------------------------------------------
@@ -292,15 +273,6 @@ def rig(sigil: Sigil):
 # --- PostgreSQL -------------------------------------------------------------------------------------
 
 
-def _with_database(url: str, database: str, query: str = "") -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, query, ""))
-
-
-def _psql(url: str, sql: str) -> Result:
-    return run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-A", "-t", "-c", sql], timeout=60)
-
-
 @pytest.fixture
 def postgres_store():
     """A fresh database on $SIGIL_TEST_POSTGRES_URL's server, as sigil's --store URL (sslmode=disable);
@@ -311,12 +283,12 @@ def postgres_store():
     if shutil.which("psql") is None:
         pytest.skip("the PostgreSQL tests need the `psql` command")
     name = f"sigil_rot_{secrets.token_hex(5)}"
-    created = _psql(url, f'CREATE DATABASE "{name}"')
+    created = psql(url, f'CREATE DATABASE "{name}"')
     assert created.returncode == 0, f"could not create database {name}:\n{created}"
     try:
-        yield _with_database(url, name, "sslmode=disable")
+        yield with_database(url, name, sslmode=True)
     finally:
-        _psql(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        psql(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- certificates -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from schemathesis import checks
 
-from support import REPO_ROOT, WEB_ID, assert_issued, dev_token, python_csr, run
+from sigil_harness import REPO_ROOT, WEB_ID, assert_issued, dev_token, python_csr, run
 
 SPEC = REPO_ROOT / "openapi.yaml"
 MAX_EXAMPLES = 50

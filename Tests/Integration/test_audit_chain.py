@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from support import (
+from sigil_harness import (
     TAMPERING,
     assert_audit_broken_at,
     assert_no_token_in,

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from support import TAMPERING, assert_audit_broken_at, assert_no_token_in, audit_records, issue_and_deny
+from sigil_harness import TAMPERING, assert_audit_broken_at, assert_no_token_in, audit_records, issue_and_deny
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from spiffe import TrustDomain, X509Bundle
 
-from support import TRUST_DOMAIN, load_certs
+from sigil_harness import TRUST_DOMAIN, load_certs
 
 
 def b64url_uint(value: int, length: int | None = None) -> str:

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from support import WEB_ID, assert_one_line_failure
+from sigil_harness import WEB_ID, assert_one_line_failure
 
 PUBLIC_FILES = {"bundle.pem"}
 

@@ -58,7 +58,7 @@ from hostile_support import (
     start_rig,
     utf8_string,
 )
-from support import OTHER_ID, WEB_ID, assert_issued, run
+from sigil_harness import OTHER_ID, WEB_ID, assert_issued, run
 
 CSR_INVALID = refusal(400, "csr_invalid")
 SIGNATURE_INVALID = refusal(400, "csr_signature_invalid")

@@ -28,7 +28,7 @@ from hostile_support import (
     tls_context,
     xfail,
 )
-from support import WEB_ID, assert_issued, assert_problem, wait_until
+from sigil_harness import WEB_ID, assert_issued, assert_problem, wait_until
 
 BAD_REQUEST = refusal(400, "bad_request")
 CSR_INVALID = refusal(400, "csr_invalid")
@@ -507,7 +507,7 @@ def test_obsolete_tls_versions_are_refused(rig, version):
 
 def test_client_certificate_that_is_not_an_svid_is_refused(rig, tmp_path):
     """A self-signed client certificate passes the handshake (possession) but never authenticates."""
-    from support import make_upstream_ca
+    from sigil_harness import make_upstream_ca
 
     cert, key = make_upstream_ca(tmp_path, ca=False)
     response = rig.server.request(

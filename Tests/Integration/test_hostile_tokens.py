@@ -32,7 +32,7 @@ from hostile_support import (
     sign_text,
     start_rig,
 )
-from support import WEB_ID, assert_issued, token_parts
+from sigil_harness import WEB_ID, assert_issued, token_parts
 
 DEL = object()  # claims(DEL) removes a claim
 ED25519_KEY = ed25519.Ed25519PrivateKey.generate()

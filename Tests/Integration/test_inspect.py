@@ -6,7 +6,7 @@ import re
 
 from cryptography.hazmat.primitives import serialization
 
-from support import TRUST_DOMAIN, WEB_ID, load_certs, sha256_hex
+from sigil_harness import TRUST_DOMAIN, WEB_ID, load_certs, sha256_hex
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from support import LEAF_KEY_TYPES, WEB_ID, assert_clean_failure, load_certs
+from sigil_harness import LEAF_KEY_TYPES, WEB_ID, assert_clean_failure, load_certs
 
 
 @pytest.mark.parametrize("key_type", LEAF_KEY_TYPES)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from support import OTHER_ID, WEB_ID, assert_clean_failure, with_corrupted_signature
+from sigil_harness import OTHER_ID, WEB_ID, assert_clean_failure, with_corrupted_signature
 
 
 def refuse(sigil, data_dir, tmp_path, csr, spiffe_id=WEB_ID, code=None):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rotation_support import Rig, assert_no_crash, check_svid, conformant, rig  # noqa: F401
-from support import WEB_ID, load_certs, run, sha256_hex
+from sigil_harness import WEB_ID, load_certs, run, sha256_hex
 
 OUT_FILES = {"svid.pem", "svid.key", "bundle.pem"}
 

@@ -27,7 +27,7 @@ from rotation_support import (  # noqa: F401
     wait_until,
     write_pem,
 )
-from support import WEB_ID, assert_clean_failure, run, sha256_hex
+from sigil_harness import WEB_ID, assert_clean_failure, run, sha256_hex
 
 API_ID = "spiffe://cluster.local/ns/default/sa/api"
 # The agents poll /v1/authorities every second; they must hold certificates under the new chain well

@@ -24,7 +24,7 @@ from rotation_support import (
     verified,
     write_pem,
 )
-from support import WEB_ID
+from sigil_harness import WEB_ID
 
 SAMPLE_EVERY = 2.0
 # Intermediate 2 min, prepared at 1/2 and activated at 1/6 of its life left: the second rotation

@@ -29,7 +29,7 @@ from rotation_support import (  # noqa: F401
     rig,
     wait_until,
 )
-from support import WEB_ID, run
+from sigil_harness import WEB_ID, run
 
 # Replicas re-read the store every 10 s; the agent polls every second.
 REPLICA_REACTION = 25.0

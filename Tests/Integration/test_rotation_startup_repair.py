@@ -9,7 +9,7 @@ import sqlite3
 from cryptography import x509
 
 from rotation_support import Rig, Server, audit_records, check_svid, conformant, find_records, rig, wait_until  # noqa: F401
-from support import WEB_ID, sha256_hex
+from sigil_harness import WEB_ID, sha256_hex
 
 # The shortest intermediate the configuration rules allow (default leaf TTL x 6 <= intermediate), so that
 # the test waits about a minute for it to expire while the server is down.

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import LEDGER, SecretLedger, TokenIssuer, b64url, dev_token, python_csr
+from sigil_harness import LEDGER, SecretLedger, TokenIssuer, b64url, dev_token, python_csr
 
 
 def _token() -> str:
@@ -143,10 +143,10 @@ def test_a_session_in_which_sigil_prints_a_token_fails(sigil_bin, tmp_path: Path
     makes the real sigil print a token's signature (in an error naming a file), and that session's last
     item fails, naming the command and the line."""
     here = Path(__file__).parent
-    for name in ("conftest.py", "support.py", "rotation_support.py", "pytest.ini"):
+    for name in ("conftest.py", "rotation_support.py", "pytest.ini"):
         shutil.copy(here / name, tmp_path / name)
     (tmp_path / "test_leak.py").write_text(
-        "from support import TokenIssuer\n\n\n"
+        "from sigil_harness import TokenIssuer\n\n\n"
         "def test_sigil_prints_a_token(sigil, tmp_path):\n"
         '    issuer = TokenIssuer("https://issuer.test")\n'
         '    signature = issuer.token(issuer.add_key("k", "ES256")).split(".")[2]\n'
@@ -154,7 +154,8 @@ def test_a_session_in_which_sigil_prints_a_token_fails(sigil_bin, tmp_path: Path
     )
     inner = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, stdin=subprocess.DEVNULL, env={**os.environ, "SIGIL_BIN": str(sigil_bin)},
+        timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "SIGIL_BIN": str(sigil_bin), "PYTHONPATH": str(here.parent / "Harness")},
     )
     report = inner.stdout + inner.stderr
     assert inner.returncode == 1, report

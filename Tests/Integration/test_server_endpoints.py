@@ -11,7 +11,7 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 from spiffe import X509Bundle, TrustDomain
 
-from support import WEB_ID, assert_issued, dev_token, load_certs, python_csr, sha256_hex
+from sigil_harness import WEB_ID, assert_issued, dev_token, load_certs, python_csr, sha256_hex
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from support import WEB_ID, assert_issued, assert_problem, audit_records, dev_token, python_csr, token_parts
+from sigil_harness import WEB_ID, assert_issued, assert_problem, audit_records, dev_token, python_csr, token_parts
 
 
 def rate_limited(sigil, data_dir) -> list[dict]:

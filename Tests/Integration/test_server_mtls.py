@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from support import (
+from sigil_harness import (
     OTHER_ID,
     WEB_ID,
     assert_issued,

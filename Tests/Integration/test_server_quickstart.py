@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from support import WEB_ID, assert_issued, dev_token, run, write_pem_chain
+from sigil_harness import WEB_ID, assert_issued, dev_token, run, write_pem_chain
 
 
 def parse_time(text: str) -> datetime.datetime:

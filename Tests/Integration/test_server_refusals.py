@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography import x509
 
-from support import (
+from sigil_harness import (
     OTHER_ID,
     WEB_ID,
     assert_issued,

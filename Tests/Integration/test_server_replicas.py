@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support import WEB_ID, assert_issued, audit_records, dev_token, python_csr, write_pem_chain
+from sigil_harness import WEB_ID, assert_issued, audit_records, dev_token, python_csr, write_pem_chain
 
 
 @pytest.fixture(scope="module")

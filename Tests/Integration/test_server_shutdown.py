@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from support import WEB_ID, assert_issued, audit_records, dev_token, python_csr
+from sigil_harness import WEB_ID, assert_issued, audit_records, dev_token, python_csr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

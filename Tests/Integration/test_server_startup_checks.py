@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support import SigilServer, assert_clean_failure
+from sigil_harness import SigilServer, assert_clean_failure
 
 
 def serve(sigil, data_dir):

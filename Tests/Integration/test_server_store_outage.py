@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import (
+from sigil_harness import (
     PostgresCluster,
     WEB_ID,
     assert_issued,

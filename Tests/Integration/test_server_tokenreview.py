@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import LocalHTTPServer, WEB_ID, assert_issued, assert_problem, python_csr, token_parts, unsigned_jwt, wait_until
+from sigil_harness import LocalHTTPServer, WEB_ID, assert_issued, assert_problem, python_csr, token_parts, unsigned_jwt, wait_until
 
 REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 CREDENTIAL = "fake-apiserver-credential-" + secrets.token_hex(8)

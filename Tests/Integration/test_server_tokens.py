@@ -15,7 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from support import (
+from sigil_harness import (
     JWKS_PATH,
     LocalHTTPServer,
     TokenIssuer,

@@ -7,12 +7,10 @@ Sigil never issued it; `sigil admin taint` and `sigil admin revoke` then put the
 CRL, its key is no longer in the store, and `sigil audit verify` passes with every step recorded."""
 from __future__ import annotations
 
-import json
 
 import pytest
-from cryptography import x509
 
-from support import (
+from sigil_harness import (
     WEB_ID,
     assert_issued,
     assert_problem,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from support import (
+from sigil_harness import (
     assert_problem,
     audit_records,
     b64url,

@@ -8,11 +8,10 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from support import (
+from sigil_harness import (
     LEDGER,
     WEB_ID,
     assert_issued,

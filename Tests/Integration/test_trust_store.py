@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from support import assert_audit_broken_at, audit_records, issue_and_deny, wait_until
+from sigil_harness import assert_audit_broken_at, audit_records, issue_and_deny, wait_until
 from trust_support import admin, execute
 
 CANONICAL_FIELDS = {

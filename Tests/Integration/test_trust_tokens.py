@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from support import (
+from sigil_harness import (
     JWKS_PATH,
     LocalHTTPServer,
     TokenIssuer,

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from support import WEB_ID, assert_clean_failure, load_certs, make_upstream_ca, sha256_hex
+from sigil_harness import WEB_ID, assert_clean_failure, load_certs, make_upstream_ca, sha256_hex
 
 
 def test_leaves_chain_to_an_imported_upstream_ca(sigil, make_csr, assert_conformant, tmp_path):

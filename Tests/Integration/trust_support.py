@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from support import LEDGER, SigilServer, run
+from sigil_harness import LEDGER, SigilServer, run
 
 
 def admin(sigil, server: SigilServer, *args: str):

@@ -42,7 +42,6 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -51,11 +50,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# As in Tests/Integration/support.py (not imported: that module is the pytest suite's, with its own state).
-LISTENING = re.compile(r"^sigil listening on (?P<url>https://127\.0\.0\.1:\d+)$")
-CRASH_MARKERS = ("Traceback", "Fatal error", "Stack dump", "Backtrace", "💣", "Current stack trace", "SIGSEGV")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "Tests" / "Harness"))
+import sigil_harness as harness  # noqa: E402  (the shared test harness)
+from sigil_harness import CRASH_MARKERS, REPO_ROOT, clean_env, with_database  # noqa: E402
+from sigil_harness.server import LISTENING  # noqa: E402
 
 # Rate limits would throttle the load and turn it into 429s: off for this test.
 SERVE_FLAGS = ["--rate-limit-client", "0", "--rate-limit-identity", "0"]
@@ -97,13 +95,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment without SIGIL_* variables: only the flags given here configure sigil."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGIL_")}
-    env.update(extra or {})
-    return env
-
-
 @dataclass
 class Failure:
     round: int | str
@@ -122,17 +113,17 @@ class Fatal(Exception):
 # --- the sigil binary -------------------------------------------------------------------------------
 
 
-class Sigil:
+class Sigil(harness.Sigil):
+    """The harness's runner, in an environment without SIGIL_* variables, with the store flags of this run."""
+
     def __init__(self, binary: Path, store_args: list[str]):
-        self.binary = binary
+        super().__init__(binary)
         self.store_args = store_args
 
-    def run(self, *args, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
-        command = [str(self.binary), *[str(a) for a in args]]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=clean_env(),
-                                stdin=subprocess.DEVNULL)
+    def run(self, *args, timeout: float = 120, check: bool = False) -> harness.Result:
+        result = super().run(*args, timeout=timeout, env=clean_env())
         if check and result.returncode != 0:
-            raise Fatal(f"$ {' '.join(command)}\nexit {result.returncode}\n"
+            raise Fatal(f"$ {' '.join(result.args)}\nexit {result.returncode}\n"
                         f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
         return result
 
@@ -591,11 +582,6 @@ class AdminCommand:
         return self.output.read_text(errors="replace")
 
 
-def database_url(server_url: str, name: str) -> str:
-    parts = urlsplit(server_url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
 # --- the run ---------------------------------------------------------------------------------------------
 
 
@@ -706,7 +692,7 @@ class Harness:
             if created.returncode != 0:
                 raise Fatal(f"could not create database {name} on {options.store}:\n{created.stderr}")
             self.database = (options.store, name)
-            self.store_url = database_url(options.store, name)
+            self.store_url = with_database(options.store, name)
         self.sigil = Sigil(binary, self.store_args())
         help_text = self.sigil.run("serve", "--help").stdout
         unknown = [flag for flag in SERVE_FLAGS if flag.startswith("--") and flag not in help_text]

@@ -1,12 +1,12 @@
 """Driver of scripts/soak: measure the maximum, hold a fraction of it for N minutes, sample RSS, report.
 
-Only the standard library; the load itself comes from the release `sigil-load` (keep-alive HTTPS, pre-made
-CSRs and tokens), run in one-minute chunks so errors, throughput and latency are reported per minute."""
+The harness (Tests/Harness) starts the server; the load comes from the release `sigil-load` (keep-alive
+HTTPS, pre-made CSRs and tokens), run in one-minute chunks so errors, throughput and latency are reported per
+minute."""
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -15,17 +15,14 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "Tests" / "Harness"))
+from sigil_harness import Sigil, SigilServer  # noqa: E402
+from sigil_harness.procfs import rss_mib  # noqa: E402
+
 CONCURRENCY = 64
 CHUNK_SECONDS = 60
 SAMPLE_SECONDS = 5
 RSS_TOLERANCE = 0.10
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def load(bin_dir: Path, url: str, bundle: Path, tokens: Path, seconds: float, rate: float = 0) -> dict:
@@ -52,26 +49,19 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="sigil-soak."))
     data = work / "pki"
-    sigil = str(args.bin / "sigil")
-    server = subprocess.Popen(
-        [sigil, "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--log-level", "warning",
-         "--rate-limit-client", "0", "--rate-limit-identity", "0"],
-        stdout=subprocess.PIPE, stderr=open(work / "server.stderr", "w"), text=True,
-    )
+    sigil = Sigil(args.bin / "sigil")
+    server = SigilServer(
+        sigil.binary, data, "--log-level", "warning", "--rate-limit-client", "0", "--rate-limit-identity", "0"
+    ).start()
     try:
-        line = server.stdout.readline()
-        match = re.match(r"sigil listening on (https://\S+)", line)
-        if not match:
-            raise RuntimeError(f"sigil serve did not start: {line!r} {(work / 'server.stderr').read_text()[-2000:]}")
-        url = match[1]
+        url = server.url
         tokens = work / "tokens.txt"
-        minted = subprocess.run(
-            [sigil, "dev", "token", "--data-dir", str(data), "--namespace", "soak", "--service-account", "load",
-             "--ttl", f"{args.minutes + 30}m", "--count", "2000", "--spread", str(args.identities)],
-            capture_output=True, text=True, check=True,
+        minted = sigil.ok(
+            "dev", "token", "--data-dir", data, "--namespace", "soak", "--service-account", "load",
+            "--ttl", f"{args.minutes + 30}m", "--count", "2000", "--spread", args.identities,
         )
         tokens.write_text(minted.stdout)
-        bundle = data / "bundle.pem"
+        bundle = server.bundle
 
         print(f"==> Maximum: concurrency {CONCURRENCY}, 15 s", flush=True)
         load(args.bin, url, bundle, tokens, 5)  # warm-up
@@ -87,7 +77,7 @@ def main() -> int:
 
         def sample() -> None:
             while not stop.is_set():
-                samples.append((time.monotonic() - started, rss_mib(server.pid)))
+                samples.append((time.monotonic() - started, rss_mib(server.process.pid)))
                 stop.wait(SAMPLE_SECONDS)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -96,7 +86,7 @@ def main() -> int:
         for minute in range(1, args.minutes + 1):
             chunk = load(args.bin, url, bundle, tokens, CHUNK_SECONDS, rate)
             chunk["minute"] = minute
-            chunk["rss_mib"] = rss_mib(server.pid)
+            chunk["rss_mib"] = rss_mib(server.process.pid)
             chunks.append(chunk)
             print(
                 f"    minute {minute:2d}: {chunk['issued_per_second']:6.0f}/s  p99 {chunk['p99_ms']:6.1f} ms  "
@@ -106,12 +96,8 @@ def main() -> int:
         stop.set()
         sampler.join()
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    verify = subprocess.run([sigil, "audit", "verify", "--data-dir", str(data)], capture_output=True, text=True)
+        server.stop(30)
+    verify = sigil.run("audit", "verify", "--data-dir", data)
 
     warm = [rss for at, rss in samples if at >= CHUNK_SECONDS]
     baseline = warm[0]
