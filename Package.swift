@@ -1,6 +1,8 @@
 // swift-tools-version:6.2
 import PackageDescription
 
+// Targets in the order of docs/architecture.md's module table: each depends only on targets above it.
+// scripts/check.sh checks the imports of every target against this table.
 let package = Package(
     name: "sigil",
     platforms: [.macOS(.v15)],
@@ -36,15 +38,28 @@ let package = Package(
             name: "SigilCore",
             dependencies: [
                 "SigilCrypto",
-                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "SigilFiles"),
+        .target(
+            name: "SigilTokens",
+            dependencies: [
+                "SigilCore", "SigilCrypto", "SigilFiles",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
+        .target(name: "SigilAPIModels"),
         .target(
             name: "SigilStore",
             dependencies: [
                 "SigilCore",
                 "SigilCrypto",
+                "SigilFiles",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -57,12 +72,16 @@ let package = Package(
             dependencies: [
                 "SigilCore",
                 "SigilCrypto",
+                "SigilFiles",
+                "SigilTokens",
+                "SigilAPIModels",
                 "SigilStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -70,7 +89,6 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "JWTKit", package: "jwt-kit"),
             ]
         ),
         .target(
@@ -78,7 +96,9 @@ let package = Package(
             dependencies: [
                 "SigilCore",
                 "SigilCrypto",
-                "SigilStore",
+                "SigilFiles",
+                "SigilAPIModels",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -95,11 +115,16 @@ let package = Package(
             dependencies: [
                 "SigilCore",
                 "SigilCrypto",
+                "SigilFiles",
+                "SigilTokens",
+                "SigilAPIModels",
                 "SigilStore",
                 "SigilServer",
                 "SigilAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -112,8 +137,9 @@ let package = Package(
         .target(name: "CLibFuzzer"),
         .executableTarget(
             name: "sigil-fuzz",
-            dependencies: ["CLibFuzzer", "SigilCore", "SigilCrypto"]
+            dependencies: ["CLibFuzzer", "SigilCore", "SigilCrypto", "SigilTokens"]
         ),
+        // The load generator of scripts/bench, kept apart from the product (Benchmarks/README.md).
         .executableTarget(
             name: "sigil-load",
             dependencies: [
@@ -124,30 +150,44 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
-            ]
+            ],
+            path: "Benchmarks/sigil-load"
         ),
         .testTarget(name: "SigilCryptoTests", dependencies: ["SigilCrypto", "SigilTestSupport"]),
         .testTarget(
             name: "SigilCoreTests",
             dependencies: [
-                "SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "Logging", package: "swift-log"),
+                "SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Fixtures/README.md"]
         ),
+        .testTarget(name: "SigilFilesTests", dependencies: ["SigilFiles", "SigilTestSupport"]),
         .testTarget(
-            name: "SigilAgentTests",
-            dependencies: [
-                "SigilAgent", "SigilCore", "SigilCrypto", "SigilServer", "SigilStore", "SigilTestSupport",
-                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            name: "SigilTokensTests",
+            dependencies: ["SigilTokens", "SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "JWTKit", package: "jwt-kit")]
         ),
         .testTarget(
             name: "SigilStoreTests",
             dependencies: [
-                "SigilStore", "SigilCore", "SigilTestSupport",
+                "SigilStore", "SigilCore", "SigilFiles", "SigilTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SigilServerTests",
+            dependencies: [
+                "SigilServer", "SigilAPIModels", "SigilCore", "SigilCrypto", "SigilTokens", "SigilStore", "SigilTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SigilAgentTests",
+            dependencies: [
+                "SigilAgent", "SigilAPIModels", "SigilCore", "SigilCrypto", "SigilFiles", "SigilServer", "SigilStore", "SigilTokens",
+                "SigilTestSupport",
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
     ],

@@ -4,7 +4,9 @@
 #   - Date() / Date.now outside Sources/SigilCore/WallClock.swift (one injected clock);
 #   - try! / fatalError( outside test code, unless the line says `// precondition:` why;
 #   - import COpenSSL outside Sources/SigilCrypto (the only code that touches OpenSSL);
-#   - print( in library targets (Sources/Sigil*): they log, only the executable prints.
+#   - print( in library targets (Sources/Sigil*): they log, only the executable prints;
+#   - imports against the module table (docs/architecture.md): each library target imports only the modules
+#     listed for it below, so dependencies point one way (the agent never links the store, Core no NIO…).
 # Whole-line comments (// and ///) are skipped; a trailing comment on a code line is not.
 set -euo pipefail
 # shellcheck source=lib/common.sh
@@ -58,6 +60,34 @@ forbid "import COpenSSL outside Sources/SigilCrypto" \
     '(^|[[:space:]])import[[:space:]]+COpenSSL([^A-Za-z0-9_]|$)' '' "${not_crypto[@]}"
 forbid "print( in a library target (log through swift-log instead)" \
     '(^|[^A-Za-z0-9_.])print\(' '' "${library_sources[@]}"
+
+# The module table: what each library target may import (Swift's own Foundation, Synchronization, Dispatch
+# and Testing aside). A target not listed here may import anything.
+declare -A allowed_imports=(
+    [SigilCrypto]="COpenSSL"
+    [SigilCore]="SigilCrypto Logging"
+    [SigilFiles]=""
+    [SigilTokens]="SigilCore SigilCrypto SigilFiles JWTKit AsyncHTTPClient NIOCore NIOSSL NIOFoundationCompat"
+    [SigilAPIModels]=""
+    [SigilStore]="SigilCore SigilCrypto SigilFiles GRDB PostgresNIO NIOCore NIOPosix NIOSSL Logging"
+    [SigilServer]="SigilCore SigilCrypto SigilFiles SigilTokens SigilAPIModels SigilStore Hummingbird HummingbirdCore HummingbirdTLS
+        HTTPTypes NIOCore NIOPosix NIOSSL NIOHTTPTypes NIOFoundationCompat ServiceLifecycle Logging Metrics Prometheus AsyncHTTPClient"
+    [SigilAgent]="SigilCore SigilCrypto SigilFiles SigilAPIModels AsyncHTTPClient NIOCore NIOSSL NIOFoundationCompat ServiceLifecycle Logging"
+    [SigilTestSupport]="SigilCore SigilCrypto SigilStore Testing"
+)
+for target in "${!allowed_imports[@]}"; do
+    allowed=" Foundation Synchronization Dispatch ${allowed_imports[$target]//$'\n'/ } "
+    hits=""
+    while IFS= read -r hit; do
+        module="$(sed -E 's/.*import[[:space:]]+([A-Za-z0-9_]+).*/\1/' <<<"${hit#*:*:}")"
+        [[ $allowed == *" $module "* ]] || hits+="    $hit (not in $target's row of the module table)"$'\n'
+    done < <(grep -nHE '^[[:space:]]*(@testable[[:space:]]+|@_exported[[:space:]]+|internal[[:space:]]+|public[[:space:]]+)?import[[:space:]]+' \
+        "Sources/$target"/*.swift 2>/dev/null || true)
+    if [[ -n $hits ]]; then
+        printf 'import outside the module table (docs/architecture.md):\n%s' "$hits"
+        failures=$((failures + 1))
+    fi
+done
 
 if ((failures > 0)); then
     printf 'scripts/check.sh: %d rule(s) broken, see above\n' "$failures" >&2

@@ -1,9 +1,10 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SigilAPIModels
 import SigilCore
 import SigilCrypto
-import SigilStore
+import SigilFiles
 import Synchronization
 
 /// The workload side: obtains an SVID (the key never leaves this process), writes key, chain and bundle as
@@ -98,9 +99,9 @@ public final class AgentService: Service, Sendable {
                             renewAt = min(renewAt, now.addingTimeInterval(delay))
                             logger.warning("current certificate chains to a \(reason) authority; renewing now", metadata: ["sigil.serial": "\(held.serial)"])
                         }
-                        if bundleSequence != authorities.bundle_sequence {
+                        if bundleSequence != authorities.bundleSequence {
                             if bundleSequence != nil { try writeBundle(try await client.bundlePEM()) }
-                            bundleSequence = authorities.bundle_sequence
+                            bundleSequence = authorities.bundleSequence
                         }
                     }
                 } catch {
@@ -155,10 +156,10 @@ public final class AgentService: Service, Sendable {
         try SecureFile.ensurePrivateDirectory(configuration.outputDirectory)
         try publish(
             key: Data(try key.pkcs8PEM().utf8), chain: Data(chain.map(\.pem).joined().utf8),
-            bundle: Data(issued.trust_bundle.joined().utf8))
+            bundle: Data(issued.trustBundle.joined().utf8))
         logger.notice(
-            "wrote SVID", metadata: ["sigil.identity": "\(issued.spiffe_id)", "sigil.serial": "\(issued.serial)", "sigil.not_after": "\(issued.not_after)"])
-        runOnRotate()
+            "wrote SVID", metadata: ["sigil.identity": "\(issued.spiffeID)", "sigil.serial": "\(issued.serial)", "sigil.not_after": "\(issued.notAfter)"])
+        await runOnRotate()
         return Held(
             notBefore: leaf.notBefore, notAfter: leaf.notAfter, authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
             serial: leaf.serial.hex)
@@ -196,30 +197,36 @@ public final class AgentService: Service, Sendable {
     }
 
     /// "tainted"/"revoked" if the held certificate's issuer or that issuer's root is; nil otherwise.
-    static func taint(of held: Held, in authorities: SigilClient.Authorities) -> String? {
-        guard let issuer = authorities.authorities.first(where: { $0.role == "intermediate" && $0.subject_key_id == held.authorityKeyID }) else {
+    static func taint(of held: Held, in authorities: AuthoritiesResponse) -> String? {
+        guard let issuer = authorities.authorities.first(where: { $0.role == "intermediate" && $0.subjectKeyID == held.authorityKeyID }) else {
             return nil
         }
         if issuer.state == "tainted" || issuer.state == "revoked" { return issuer.state }
-        if let root = authorities.authorities.first(where: { $0.id == issuer.parent_id }), root.state == "tainted" || root.state == "revoked" {
+        if let root = authorities.authorities.first(where: { $0.id == issuer.parentID }), root.state == "tainted" || root.state == "revoked" {
             return root.state
         }
         return nil
     }
 
-    private func runOnRotate() {
+    /// Runs `--on-rotate` and waits for it without holding a thread: the child's exit resumes this task
+    /// (`Process.waitUntilExit` would block one of the few cooperative threads for as long as the command runs).
+    private func runOnRotate() async {
         guard let command = configuration.onRotate else { return }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", command]
-        do {
-            try process.run()
-            process.waitUntilExit()
-            if process.terminationStatus != 0 {
-                logger.warning("--on-rotate command failed", metadata: ["sigil.exit": "\(process.terminationStatus)"])
+        let status: Int32? = await withCheckedContinuation { continuation in
+            process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
+            do {
+                try process.run()
+            } catch {
+                process.terminationHandler = nil
+                logger.warning("--on-rotate command could not start", metadata: ["sigil.reason": "\(error)"])
+                continuation.resume(returning: nil)
             }
-        } catch {
-            logger.warning("--on-rotate command could not start", metadata: ["sigil.reason": "\(error)"])
+        }
+        if let status, status != 0 {
+            logger.warning("--on-rotate command failed", metadata: ["sigil.exit": "\(status)"])
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOSSL
+import SigilAPIModels
 import SigilCore
 import Synchronization
 
@@ -20,11 +21,6 @@ public struct AgentError: Error, CustomStringConvertible, Sendable {
 /// The agent's HTTPS client. It trusts the out-of-band `--ca-bundle` plus the bundle last received from the
 /// server, and rebuilds its TLS configuration when that bundle changes (so a root rotation does not cut it off).
 final class SigilClient: Sendable {
-    struct Authorities: Decodable {
-        let bundle_sequence: Int64
-        let authorities: [AuthorityView]
-    }
-
     private let configuration: AgentConfiguration
     private let current = Mutex<(client: HTTPClient, trust: String)?>(nil)
 
@@ -77,7 +73,7 @@ final class SigilClient: Sendable {
     }
 
     /// The authorities, or nil when unchanged since `etag`.
-    func authorities(etag: String?) async throws -> (Authorities?, String?) {
+    func authorities(etag: String?) async throws -> (AuthoritiesResponse?, String?) {
         var request = HTTPClientRequest(url: configuration.serverURL + "/v1/authorities")
         if let etag { request.headers.add(name: "If-None-Match", value: etag) }
         let response = try await execute(request)
@@ -85,7 +81,7 @@ final class SigilClient: Sendable {
         if response.status.code == 304 { return (nil, etag) }
         let data = Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
         guard response.status.code == 200 else { throw problem(Int(response.status.code), data) }
-        guard let body = try? JSONDecoder().decode(Authorities.self, from: data) else {
+        guard let body = try? JSONDecoder().decode(AuthoritiesResponse.self, from: data) else {
             throw AgentError("bad_response", "authorities response does not decode")
         }
         return (body, newTag)
@@ -113,7 +109,7 @@ final class SigilClient: Sendable {
     }
 
     private func problem(_ status: Int, _ data: Data) -> AgentError {
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        return AgentError(object?["code"] as? String ?? "http_\(status)", object?["detail"] as? String ?? "HTTP \(status)")
+        let problem = try? JSONDecoder().decode(Problem.self, from: data)
+        return AgentError(problem?.code ?? "http_\(status)", problem?.detail ?? "HTTP \(status)")
     }
 }

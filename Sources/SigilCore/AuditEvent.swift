@@ -375,17 +375,17 @@ public struct Requester: Sendable, Equatable {
 /// Writes one JSON object field by field with RFC 8259 string escaping. Callers add keys in the order they
 /// want them; the audit chain's canonical encoding adds them sorted. Far cheaper than JSONSerialization, whose
 /// key sorting through AnyHashable was the largest single cost of an issuance.
-struct JSONObjectWriter {
+public struct JSONObjectWriter {
     private var bytes: [UInt8] = [UInt8(ascii: "{")]
     private var first = true
     private let writeNulls: Bool
 
-    init(writeNulls: Bool = true) {
+    public init(writeNulls: Bool = true) {
         self.writeNulls = writeNulls
         bytes.reserveCapacity(512)
     }
 
-    mutating func field(_ name: String, _ value: String?) {
+    public mutating func field(_ name: String, _ value: String?) {
         guard let value else {
             if writeNulls {
                 key(name)
@@ -397,12 +397,12 @@ struct JSONObjectWriter {
         string(value)
     }
 
-    mutating func field(_ name: String, _ value: Int64) {
+    public mutating func field(_ name: String, _ value: Int64) {
         key(name)
         bytes.append(contentsOf: String(value).utf8)
     }
 
-    mutating func field(_ name: String, _ values: [String]) {
+    public mutating func field(_ name: String, _ values: [String]) {
         key(name)
         bytes.append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
@@ -412,7 +412,7 @@ struct JSONObjectWriter {
         bytes.append(UInt8(ascii: "]"))
     }
 
-    func finish() -> [UInt8] { bytes + [UInt8(ascii: "}")] }
+    public func finish() -> [UInt8] { bytes + [UInt8(ascii: "}")] }
 
     private mutating func key(_ name: String) {
         if !first { bytes.append(UInt8(ascii: ",")) }

@@ -2,34 +2,22 @@ import Foundation
 import SigilCrypto
 
 /// What replacing some authorities would touch: live certificates chaining to them and their identities.
-public struct BlastRadius: Sendable, Equatable, Codable {
+public struct BlastRadius: Sendable, Equatable {
     public let authorityIDs: [String]
     public let liveCertificates: Int
     public let identities: [String]
-
-    enum CodingKeys: String, CodingKey {
-        case authorityIDs = "authority_ids"
-        case liveCertificates = "live_certificates"
-        case identities
-    }
 }
 
 /// The outcome of a break-glass rotation.
-public struct RotationOutcome: Sendable, Equatable, Codable {
+public struct RotationOutcome: Sendable, Equatable {
     public let role: String
     public let dryRun: Bool
-    /// Authorities replaced (retired, or tainted with `--taint-old`).
+    /// Authorities replaced (retired, or tainted with `--taint-old`), prepared successors included.
     public let replaced: [String]
     public let tainted: [String]
     /// Authorities created and activated.
     public let activated: [String]
     public let blastRadius: BlastRadius
-
-    enum CodingKeys: String, CodingKey {
-        case role, replaced, tainted, activated
-        case dryRun = "dry_run"
-        case blastRadius = "blast_radius"
-    }
 }
 
 extension CertificateAuthority {
@@ -211,45 +199,28 @@ extension CertificateAuthority {
             let listed = snapshot.crls[revoked.authorityID]?.entries.contains { $0.serial == serial } ?? false
             return CertificateRevocation(
                 serial: serial.hex, spiffeID: revoked.spiffeID.description, authorityID: revoked.authorityID,
-                notAfter: Timestamp.seconds(revoked.notAfter), inCRL: listed, expired: revoked.notAfter <= now)
+                notAfter: revoked.notAfter, inCRL: listed, expired: revoked.notAfter <= now)
         }
     }
 }
 
 /// The outcome of `sigil admin taint`.
-public struct TaintOutcome: Sendable, Equatable, Codable {
+public struct TaintOutcome: Sendable, Equatable {
     public let authorityID: String
     public let role: String
     public let dryRun: Bool
     public let previousState: String
     public let blastRadius: BlastRadius
-
-    enum CodingKeys: String, CodingKey {
-        case authorityID = "authority_id"
-        case role
-        case dryRun = "dry_run"
-        case previousState = "previous_state"
-        case blastRadius = "blast_radius"
-    }
 }
 
 /// The outcome of revoking one leaf.
-public struct CertificateRevocation: Sendable, Equatable, Codable {
+public struct CertificateRevocation: Sendable, Equatable {
     public let serial: String
     public let spiffeID: String
     public let authorityID: String
-    public let notAfter: String
+    public let notAfter: Date
     /// Whether its intermediate's current CRL lists it. False when the intermediate's key is erased (its final
     /// CRL is frozen) or the certificate has expired (nothing to list).
     public let inCRL: Bool
     public let expired: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case serial
-        case spiffeID = "spiffe_id"
-        case authorityID = "authority_id"
-        case notAfter = "not_after"
-        case inCRL = "in_crl"
-        case expired
-    }
 }

@@ -147,85 +147,52 @@ public struct CertificateIssuer: Sendable {
     }
 }
 
-/// The body of `POST /v1/certificates` (DESIGN.md, "HTTP API"): `{"csr": PEM, "ttl_seconds"?: integer}`.
-/// Written by the agent (Encodable), read by the server only through `decode(_:)` (stricter than a synthesized
-/// Decodable, which would take `6e2` as 600), and fuzzed (`sigil-fuzz request`) as the server reads it.
-public struct IssuanceRequestBody: Encodable, Sendable, Equatable {
-    public let csr: String
-    public let ttl_seconds: Int?
+extension IssuanceRequest {
+    /// The body of `POST /v1/certificates` as the server reads it: `{"csr": PEM, "ttl_seconds"?: integer}`
+    /// (SigilAPIModels' `IssuanceRequestBody` is what clients write), stricter than a synthesized `Decodable`,
+    /// which would take `6e2` as 600. Fuzzed as the server reads it (`sigil-fuzz request`).
+    public struct Body: Sendable, Equatable {
+        public let csr: String
+        public let ttlSeconds: Int?
 
-    public init(csr: String, ttlSeconds: Int? = nil) {
-        self.csr = csr
-        ttl_seconds = ttlSeconds
-    }
-
-    /// Reads the body in the same pass that checks it strictly (`StrictJSON`); other members are ignored.
-    /// `ttl_seconds` must be an integer literal (`600`, not `6e2` or `600.0`) or null.
-    /// - Throws: `CAError` `bad_request` unless `json` is this shape.
-    public static func decode(_ json: [UInt8]) throws -> IssuanceRequestBody {
-        let shape = CAError(.badRequest, reason: "body is not {\"csr\": string, \"ttl_seconds\"?: integer}")
-        guard let object = try StrictJSON.object(json, code: .badRequest, maxDepth: 8), let csr = object.string("csr") else {
-            throw shape
+        public init(csr: String, ttlSeconds: Int? = nil) {
+            self.csr = csr
+            self.ttlSeconds = ttlSeconds
         }
-        if object.isAbsentOrNull("ttl_seconds") { return IssuanceRequestBody(csr: csr) }
-        guard let ttl = object.integer("ttl_seconds") else { throw shape }
-        return IssuanceRequestBody(csr: csr, ttlSeconds: ttl)
+
+        /// Reads the body in the same pass that checks it strictly (`StrictJSON`); other members are ignored.
+        /// `ttl_seconds` must be an integer literal (`600`, not `6e2` or `600.0`) or null.
+        /// - Throws: `CAError` `bad_request` unless `json` is this shape.
+        public static func decode(_ json: [UInt8]) throws -> Body {
+            let shape = CAError(.badRequest, reason: "body is not {\"csr\": string, \"ttl_seconds\"?: integer}")
+            guard let object = try StrictJSON.object(json, code: .badRequest, maxDepth: 8), let csr = object.string("csr") else {
+                throw shape
+            }
+            if object.isAbsentOrNull("ttl_seconds") { return Body(csr: csr) }
+            guard let ttl = object.integer("ttl_seconds") else { throw shape }
+            return Body(csr: csr, ttlSeconds: ttl)
+        }
     }
 
-    /// The request for `identity`: the CSR parsed (`csr_invalid`) and the lifetime checked (`ttl_out_of_range`).
-    public func request(for identity: SPIFFEID) throws -> IssuanceRequest {
+    /// The request of `body` (JSON, read with `Body.decode`) for `identity`: the CSR parsed (`csr_invalid`) and
+    /// the lifetime checked (`ttl_out_of_range`).
+    public init(body json: [UInt8], identity: SPIFFEID) throws {
+        try self.init(Body.decode(json), identity: identity)
+    }
+
+    /// The request of a decoded `body` for `identity`.
+    public init(_ body: Body, identity: SPIFFEID) throws {
         let parsed: CertificateSigningRequest
         do {
-            parsed = try CertificateSigningRequest(pem: csr)
+            parsed = try CertificateSigningRequest(pem: body.csr)
         } catch {
             throw CAError.csrInvalid(reason: "csr is not a PEM PKCS#10 request")
         }
         var ttl: Duration? = nil
-        if let seconds = ttl_seconds {
+        if let seconds = body.ttlSeconds {
             guard seconds > 0 else { throw CAError(.ttlOutOfRange, reason: "ttl_seconds must be positive") }
             ttl = .seconds(seconds)
         }
-        return IssuanceRequest(csr: parsed, identity: identity, ttl: ttl)
-    }
-}
-
-/// The body of a successful `POST /v1/certificates` (DESIGN.md, "HTTP API"): written by the server and by
-/// `sigil issue --json`, read by the agent. Times are RFC 3339 UTC with whole seconds.
-public struct IssuanceResponse: Codable, Sendable, Equatable {
-    public let spiffe_id: String
-    public let serial: String
-    public let not_before: String
-    public let not_after: String
-    public let renew_after: String
-    /// PEM certificates, leaf first, then intermediates.
-    public let chain: [String]
-    /// PEM roots.
-    public let trust_bundle: [String]
-
-    public init(_ issued: IssuedCertificate, trustBundle: [String]) {
-        spiffe_id = issued.spiffeID.description
-        serial = issued.serial.hex
-        not_before = Self.timestamp(issued.notBefore)
-        not_after = Self.timestamp(issued.notAfter)
-        renew_after = Self.timestamp(issued.renewAfter)
-        chain = issued.chainPEM
-        trust_bundle = trustBundle
-    }
-
-    /// RFC 3339 UTC, whole seconds (`2026-11-25T14:49:56Z`).
-    public static func timestamp(_ date: Date) -> String { Timestamp.seconds(date) }
-
-    /// The JSON body, keys sorted, written directly: JSONEncoder was 3 % of the server's CPU. It decodes to
-    /// an equal value (tested).
-    public var json: [UInt8] {
-        var writer = JSONObjectWriter()
-        writer.field("chain", chain)
-        writer.field("not_after", not_after)
-        writer.field("not_before", not_before)
-        writer.field("renew_after", renew_after)
-        writer.field("serial", serial)
-        writer.field("spiffe_id", spiffe_id)
-        writer.field("trust_bundle", trust_bundle)
-        return writer.finish()
+        self.init(csr: parsed, identity: identity, ttl: ttl)
     }
 }

@@ -7,12 +7,6 @@ public struct RenewalGrant: Sendable, Equatable {
     public let identity: SPIFFEID
     public let serial: SerialNumber
     public let authenticatedAt: Date
-
-    public init(identity: SPIFFEID, serial: SerialNumber, authenticatedAt: Date) {
-        self.identity = identity
-        self.serial = serial
-        self.authenticatedAt = authenticatedAt
-    }
 }
 
 /// The outcome of checking a client certificate for renewal.

@@ -15,30 +15,9 @@ public enum AESGCM {
             throw OpenSSLError(code: .invalidArgument, reason: "AES-256-GCM key must be 32 bytes", file: #fileID, line: #line)
         }
         let nonce = try SecureRandom.bytes(nonceLength)
-        let context = try CipherContext()
-        guard EVP_EncryptInit_ex2(context.pointer, Algorithms.shared.aes256GCM, key, nonce, nil) == 1 else {
-            throw OpenSSLError.drain(.operationFailed, "EVP_EncryptInit_ex2")
-        }
-        var length: Int32 = 0
-        if !associatedData.isEmpty {
-            guard EVP_EncryptUpdate(context.pointer, nil, &length, associatedData, Int32(associatedData.count)) == 1
-            else { throw OpenSSLError.drain(.operationFailed, "EVP_EncryptUpdate(aad)") }
-        }
-        var ciphertext = [UInt8](repeating: 0, count: plaintext.count + 16)
-        guard EVP_EncryptUpdate(context.pointer, &ciphertext, &length, plaintext, Int32(plaintext.count)) == 1 else {
-            throw OpenSSLError.drain(.operationFailed, "EVP_EncryptUpdate")
-        }
-        var total = Int(length)
-        let finalOK = ciphertext.withUnsafeMutableBufferPointer { buffer in
-            EVP_EncryptFinal_ex(context.pointer, buffer.baseAddress! + total, &length)
-        }
-        guard finalOK == 1 else { throw OpenSSLError.drain(.operationFailed, "EVP_EncryptFinal_ex") }
-        total += Int(length)
         var tag = [UInt8](repeating: 0, count: tagLength)
-        guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_GET_TAG(), Int32(tagLength), &tag) == 1 else {
-            throw OpenSSLError.drain(.operationFailed, "GCM get tag")
-        }
-        return nonce + ciphertext.prefix(total) + tag
+        let ciphertext = try crypt(plaintext, key: key, nonce: nonce, associatedData: associatedData, tag: &tag, encrypt: true)
+        return nonce + ciphertext + tag
     }
 
     /// Decrypts `sealed`; throws `decryptionFailed` if the key is wrong or any byte was changed.
@@ -49,29 +28,45 @@ public enum AESGCM {
         let nonce = Array(sealed.prefix(nonceLength))
         var tag = Array(sealed.suffix(tagLength))
         let ciphertext = Array(sealed.dropFirst(nonceLength).dropLast(tagLength))
+        return try crypt(ciphertext, key: key, nonce: nonce, associatedData: associatedData, tag: &tag, encrypt: false)
+    }
+
+    /// One GCM pass in either direction (EVP_Cipher*): encrypting fills `tag`; decrypting checks the data
+    /// against it at the final step, which fails with `decryptionFailed` on any mismatch.
+    private static func crypt(
+        _ input: [UInt8], key: [UInt8], nonce: [UInt8], associatedData: [UInt8], tag: inout [UInt8], encrypt: Bool
+    ) throws -> [UInt8] {
+        let failure: OpenSSLError.Code = encrypt ? .operationFailed : .decryptionFailed
         let context = try CipherContext()
-        guard EVP_DecryptInit_ex2(context.pointer, Algorithms.shared.aes256GCM, key, nonce, nil) == 1 else {
-            throw OpenSSLError.drain(.operationFailed, "EVP_DecryptInit_ex2")
+        guard EVP_CipherInit_ex2(context.pointer, Algorithms.shared.aes256GCM, key, nonce, encrypt ? 1 : 0, nil) == 1 else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_CipherInit_ex2")
         }
         var length: Int32 = 0
         if !associatedData.isEmpty {
-            guard EVP_DecryptUpdate(context.pointer, nil, &length, associatedData, Int32(associatedData.count)) == 1
-            else { throw OpenSSLError.drain(.operationFailed, "EVP_DecryptUpdate(aad)") }
+            guard EVP_CipherUpdate(context.pointer, nil, &length, associatedData, Int32(associatedData.count)) == 1
+            else { throw OpenSSLError.drain(.operationFailed, "EVP_CipherUpdate(aad)") }
         }
-        var plaintext = [UInt8](repeating: 0, count: ciphertext.count + 16)
-        guard EVP_DecryptUpdate(context.pointer, &plaintext, &length, ciphertext, Int32(ciphertext.count)) == 1 else {
-            throw OpenSSLError.drain(.decryptionFailed, "EVP_DecryptUpdate")
+        var output = [UInt8](repeating: 0, count: input.count + 16)
+        guard EVP_CipherUpdate(context.pointer, &output, &length, input, Int32(input.count)) == 1 else {
+            throw OpenSSLError.drain(failure, "EVP_CipherUpdate")
         }
         var total = Int(length)
-        guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_SET_TAG(), Int32(tagLength), &tag) == 1 else {
-            throw OpenSSLError.drain(.operationFailed, "GCM set tag")
+        if !encrypt {
+            guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_SET_TAG(), Int32(tagLength), &tag) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "GCM set tag")
+            }
         }
-        let finalOK = plaintext.withUnsafeMutableBufferPointer { buffer in
-            EVP_DecryptFinal_ex(context.pointer, buffer.baseAddress! + total, &length)
+        let finalOK = output.withUnsafeMutableBufferPointer { buffer in
+            EVP_CipherFinal_ex(context.pointer, buffer.baseAddress! + total, &length)
         }
-        guard finalOK == 1 else { throw OpenSSLError.drain(.decryptionFailed, "GCM tag mismatch") }
+        guard finalOK == 1 else { throw OpenSSLError.drain(failure, encrypt ? "EVP_CipherFinal_ex" : "GCM tag mismatch") }
         total += Int(length)
-        return Array(plaintext.prefix(total))
+        if encrypt {
+            guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_GET_TAG(), Int32(tagLength), &tag) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "GCM get tag")
+            }
+        }
+        return Array(output.prefix(total))
     }
 }
 

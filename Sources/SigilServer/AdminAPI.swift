@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import SigilAPIModels
 import SigilCore
 import SigilCrypto
 
@@ -31,82 +32,55 @@ final class AdminAPI: Sendable {
         router.post("/admin/taint") { request, context in try await self.taint(request, context: context) }
     }
 
-    struct Status: Encodable {
-        let trust_domain: String
-        let bundle_sequence: Int64
-        let lease_holder: String?
-        let lease_expires_at: String?
-        let authorities: [AuthorityView]
-    }
-
     func status(_ context: SigilRequestContext) async throws -> Response {
         try await ca.reload()
         let snapshot = try await ca.snapshot()
         let now = clock.now
         let counts = try await store.liveCounts(at: now)
         let lease = try await store.lease(leaseName, now: now)
-        let body = Status(
-            trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence(at: now), lease_holder: lease?.holder,
-            lease_expires_at: lease.map { SigilAPI.rfc3339($0.expiresAt) },
+        let body = AdminStatusResponse(
+            trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: now), leaseHolder: lease?.holder,
+            leaseExpiresAt: lease.map { SigilAPI.rfc3339($0.expiresAt) },
             authorities: AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now))
         try await ca.audit(.adminStatus, actor: try await actor(context))
         return try SigilAPI.json(body)
     }
 
-    struct RotateBody: Decodable {
-        let role: String
-        let taint_old: Bool?
-        let dry_run: Bool?
-        let reason: String
-    }
-
     func rotate(_ request: Request, context: SigilRequestContext) async throws -> Response {
-        let body = try await decode(RotateBody.self, request)
+        let body = try await decode(AdminRotateRequest.self, request)
         guard let role = AuthorityRole(rawValue: body.role) else { throw CAError(.badRequest, reason: "role must be root or intermediate") }
         let outcome = try await ca.rotateNow(
-            role, taintOld: body.taint_old ?? false, dryRun: body.dry_run ?? false, reason: try requireReason(body.reason),
+            role, taintOld: body.taintOld ?? false, dryRun: body.dryRun ?? false, reason: try requireReason(body.reason),
             actor: try await actor(context))
         logger.notice("admin rotate", metadata: ["sigil.role": "\(role.rawValue)", "sigil.outcome": "\(outcome)"])
-        return try SigilAPI.json(outcome)
+        return try SigilAPI.json(AdminRotateResponse(outcome))
     }
 
-    /// `{"authority_id": …}` revokes a tainted authority; `{"serial": …}` revokes one leaf.
-    struct RevokeBody: Decodable {
-        let authority_id: String?
-        let serial: String?
-        let reason: String
-    }
-
+    /// An `authority_id` revokes a tainted authority; a `serial` revokes one leaf.
     func revoke(_ request: Request, context: SigilRequestContext) async throws -> Response {
-        let body = try await decode(RevokeBody.self, request)
+        let body = try await decode(AdminRevokeRequest.self, request)
         let reason = try requireReason(body.reason)
-        switch (body.authority_id, body.serial) {
+        switch (body.authorityID, body.serial) {
         case (let id?, nil):
             let record = try await ca.revoke(id, reason: reason, actor: try await actor(context))
             logger.notice("admin revoke", metadata: [LogKey.authority: "\(record.id)"])
-            return try SigilAPI.json(["id": record.id, "role": record.role.rawValue, "state": record.state.rawValue])
+            return try SigilAPI.json(AdminRevokedAuthority(id: record.id, role: record.role.rawValue, state: record.state.rawValue))
         case (nil, let text?):
             guard let serial = SerialNumber(hex: text) else { throw CAError(.badRequest, reason: "serial must be hexadecimal") }
             let outcome = try await ca.revokeCertificate(serial, reason: reason, actor: try await actor(context))
             logger.notice("admin revoke", metadata: [LogKey.serial: "\(outcome.serial)", LogKey.identity: "\(outcome.spiffeID)"])
-            return try SigilAPI.json(outcome)
+            return try SigilAPI.json(AdminRevokedCertificate(outcome))
         default:
             throw CAError(.badRequest, reason: "name exactly one of authority_id and serial")
         }
     }
 
-    struct TaintBody: Decodable {
-        let authority_id: String
-        let dry_run: Bool?
-        let reason: String
-    }
-
     func taint(_ request: Request, context: SigilRequestContext) async throws -> Response {
-        let body = try await decode(TaintBody.self, request)
+        let body = try await decode(AdminTaintRequest.self, request)
         let outcome = try await ca.taint(
-            body.authority_id, reason: try requireReason(body.reason), dryRun: body.dry_run ?? false, actor: try await actor(context))
+            body.authorityID, reason: try requireReason(body.reason), dryRun: body.dryRun ?? false, actor: try await actor(context))
         logger.notice("admin taint", metadata: [LogKey.authority: "\(outcome.authorityID)", "sigil.dry_run": "\(outcome.dryRun)"])
-        return try SigilAPI.json(outcome)
+        return try SigilAPI.json(AdminTaintResponse(outcome))
     }
 
     private func requireReason(_ reason: String) throws -> String {

@@ -2,6 +2,26 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SigilCore
+import SigilTokens
+
+/// Sleeps on `clock` until `deadline`. Returns false, at once or early, when graceful shutdown or cancellation
+/// has begun: the caller's loop then ends.
+func sleepUnlessShuttingDown(until deadline: Date, on clock: any WallClock) async -> Bool {
+    guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return false }
+    do {
+        try await cancelWhenGracefulShutdown { try await clock.sleep(until: deadline) }
+        return true
+    } catch {
+        return false
+    }
+}
+
+/// Runs `tick` each time `interval` has passed on `clock`, until graceful shutdown or cancellation.
+func repeatEvery(_ interval: Duration, on clock: any WallClock, _ tick: () async -> Void) async {
+    while await sleepUnlessShuttingDown(until: clock.now + interval, on: clock) {
+        await tick()
+    }
+}
 
 /// Fetches the issuer's JWKS every `interval` (`token_jwks_refresh`), so a key the issuer removed stops
 /// verifying without a restart and without waiting for an unknown `kid`. A failed fetch keeps the keys and
@@ -13,12 +33,7 @@ struct JWKSRefreshService: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await cancelWhenGracefulShutdown { try await self.clock.sleep(until: self.clock.now + self.interval) }
-            } catch {
-                return
-            }
+        await repeatEvery(interval, on: clock) {
             do {
                 let removed = try await verifier.refresh()
                 if !removed.isEmpty {
@@ -41,14 +56,7 @@ struct DenialSummaryService: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await cancelWhenGracefulShutdown { try await self.clock.sleep(until: self.clock.now + self.interval) }
-            } catch {
-                break
-            }
-            await flush()
-        }
+        await repeatEvery(interval, on: clock) { await flush() }
         await flush()
     }
 

@@ -8,6 +8,7 @@ import NIOCore
 import NIOSSL
 import ServiceLifecycle
 import SigilCore
+import SigilTokens
 import SigilCrypto
 import SigilStore
 

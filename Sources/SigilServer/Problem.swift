@@ -1,16 +1,7 @@
 import Foundation
 import Hummingbird
+import SigilAPIModels
 import SigilCore
-
-/// An RFC 9457 problem document with Sigil's stable `code`.
-struct Problem: Encodable {
-    let type: String
-    let title: String
-    let status: Int
-    let detail: String
-    let code: String
-    let request_id: String?
-}
 
 extension CAError.Code {
     /// The HTTP status for this code. Only SigilServer knows HTTP.
@@ -67,7 +58,7 @@ extension CAError {
         let status = code.httpStatus
         let problem = Problem(
             type: "https://sigil.dev/problems/\(code.rawValue)", title: status.reasonPhrase, status: status.code,
-            detail: detail ?? code.clientDetail, code: code.rawValue, request_id: requestID)
+            detail: detail ?? code.clientDetail, code: code.rawValue, requestID: requestID)
         let body = (try? JSONEncoder.sorted.encode(problem)) ?? Data()
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         // RFC 9110 §11.6.1: a 401 names the scheme to authenticate with.

@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SigilCore
+import SigilFiles
+import SigilAPIModels
 import SigilCrypto
 import SigilStore
 
@@ -40,18 +42,13 @@ final class RotationService: Service {
     }
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let next: Date
+        var next = clock.now
+        while await sleepUnlessShuttingDown(until: next, on: clock) {
             do {
                 next = try await step()
             } catch {
                 logger.error("rotation step failed; retrying", metadata: [LogKey.reason: "\(error)"])
                 next = clock.now + .seconds(5)
-            }
-            do {
-                try await cancelWhenGracefulShutdown { try await self.clock.sleep(until: next) }
-            } catch {
-                return
             }
         }
     }

@@ -4,8 +4,10 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOSSL
+import SigilAPIModels
 import SigilCore
 import SigilCrypto
+import SigilTokens
 import Synchronization
 
 /// The public HTTP API: issuance and the read endpoints.
@@ -92,7 +94,7 @@ final class SigilAPI: Sendable {
                 auditRefusal = audit
                 throw CAError.rateLimited(reason: "identity \(identity) over \(identityLimiter.limit)", retryAfter: wait)
             }
-            let issuance = try await readBody(request).request(for: identity)
+            let issuance = try IssuanceRequest(body: try await readBody(request), identity: identity)
             reachedAuthority = true
             let issued = try await ca.issue(issuance, requester: requester)
             let roots = try await ca.snapshot().trustBundlePEM
@@ -149,7 +151,7 @@ final class SigilAPI: Sendable {
             CAError.rateLimited(reason: "\(key) over \(clientLimiter.limit)", retryAfter: wait), requester: requester, audit: audit)
     }
 
-    private func readBody(_ request: Request) async throws -> IssuanceRequestBody {
+    private func readBody(_ request: Request) async throws -> [UInt8] {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
@@ -158,7 +160,7 @@ final class SigilAPI: Sendable {
         } catch {
             throw CAError(.badRequest, reason: "body incomplete (connection closed or request timeout): \(error)")
         }
-        return try IssuanceRequestBody.decode(Array(buffer.readableBytesView))
+        return Array(buffer.readableBytesView)
     }
 
     /// The caller's identity: from a bearer token, else from a client certificate that Sigil issued and that
@@ -227,14 +229,9 @@ final class SigilAPI: Sendable {
 
     func authorities() async throws -> Response {
         let snapshot = try await ca.snapshot()
-        struct Body: Encodable {
-            let trust_domain: String
-            let bundle_sequence: Int64
-            let authorities: [AuthorityView]
-        }
         let body = try JSONEncoder.sorted.encode(
-            Body(
-                trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence(at: clock.now),
+            AuthoritiesResponse(
+                trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: clock.now),
                 authorities: AuthorityView.all(snapshot.authorities)))
         let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
         return Response(status: .ok, headers: [.contentType: "application/json", .eTag: etag], body: .init(byteBuffer: ByteBuffer(bytes: body)))
@@ -315,7 +312,7 @@ final class SigilAPI: Sendable {
             body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder.sorted.encode(value))))
     }
 
-    static func rfc3339(_ date: Date) -> String { IssuanceResponse.timestamp(date) }
+    static func rfc3339(_ date: Date) -> String { Timestamp.seconds(date) }
 }
 
 extension JSONEncoder {

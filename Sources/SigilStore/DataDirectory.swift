@@ -1,6 +1,7 @@
 import Foundation
 import SigilCore
 import SigilCrypto
+import SigilFiles
 import Logging
 
 /// The layout of a data directory (default `pki/`): what Sigil keeps on disk and with which modes.
@@ -22,7 +23,7 @@ public struct DataDirectory: Sendable {
     /// Opens the SQLite store; with `create`, makes the directory (0700), KEK and database first.
     public func openSQLiteStore(create: Bool, clock: any WallClock = SystemClock()) throws -> SQLiteStore {
         if create {
-            try SecureFile.ensurePrivateDirectory(path)
+            try StorageError.mappingFiles { try SecureFile.ensurePrivateDirectory(path) }
         } else if !isInitialized {
             throw StorageError(.notFound, reason: "no Sigil store in \(path): run `sigil init --data-dir \(path)` or `sigil serve`")
         }
@@ -83,7 +84,7 @@ extension DataDirectory {
         guard store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") else {
             throw StorageError(.unavailable, reason: "store must be sqlite or a postgres:// URL")
         }
-        if create { try SecureFile.ensurePrivateDirectory(path) }
+        if create { try StorageError.mappingFiles { try SecureFile.ensurePrivateDirectory(path) } }
         let kek = try KeyEncryptionKey.load(path: kekPath, create: create)
         return try await PostgresStore(url: store, kek: kek, logger: logger, clock: clock, connectTimeout: connectTimeout)
     }

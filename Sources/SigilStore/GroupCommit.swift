@@ -1,27 +1,31 @@
+import Foundation
 import SigilCore
 import Synchronization
 
-/// Batches concurrent audit appends into shared transactions: while one commit (and its fsync) is in
-/// flight, new requests queue up and go together in the next one, so durability costs one fsync per batch
-/// rather than per request.
+/// The one way audit records reach a store, serialised per process: every write that appends records goes
+/// through this queue, and observers (the streaming sink) are told of each commit's records when it has
+/// committed, in chain order.
+///
+/// Concurrent appends are batched into shared transactions: while one commit (and its fsync) is in flight, new
+/// ones queue up and go together in the next, so durability costs one fsync per batch rather than per request.
+/// Writes that change more than the chain (an authority, a revocation) run alone, in queue order.
 final class GroupCommit: Sendable {
-    /// One unit of work: an audit event, with the inventory row of an issuance when there is one.
+    /// One unit of batched work: an audit event, with the inventory row of an issuance when there is one.
     struct Item: Sendable {
         let inventory: InventoryRecord?
         let event: AuditEvent
-
-        /// Audit events with no inventory row (authority changes).
-        static func events(_ events: [AuditEvent]) -> [Item] { events.map { Item(inventory: nil, event: $0) } }
     }
 
-    private struct Waiting {
-        let item: Item
-        let continuation: CheckedContinuation<AuditRecord, any Error>
+    private enum Unit: Sendable {
+        case item(Item, CheckedContinuation<AuditRecord, any Error>)
+        /// A write of its own that appends `records`; `finish` resumes its caller.
+        case exclusive(@Sendable () async throws -> [AuditRecord], CheckedContinuation<Void, any Error>)
     }
 
-    private let state = Mutex<(waiting: [Waiting], draining: Bool)>(([], false))
+    private let state = Mutex<(waiting: [Unit], draining: Bool)>(([], false))
     private let commit: @Sendable ([Item]) async throws -> [AuditRecord]
     private let maxBatch: Int
+    let observers = AuditObservers()
 
     /// - Parameter commit: writes a batch in one transaction, returning one record per item, in order.
     init(maxBatch: Int = 512, commit: @escaping @Sendable ([Item]) async throws -> [AuditRecord]) {
@@ -29,44 +33,149 @@ final class GroupCommit: Sendable {
         self.commit = commit
     }
 
+    /// Commits `item` (with others waiting) and returns its record.
     func submit(_ item: Item) async throws -> AuditRecord {
-        try await withCheckedThrowingContinuation { continuation in
-            let startDrain = state.withLock { state -> Bool in
-                state.waiting.append(Waiting(item: item, continuation: continuation))
-                if state.draining { return false }
-                state.draining = true
-                return true
+        try await withCheckedThrowingContinuation { continuation in enqueue(.item(item, continuation)) }
+    }
+
+    /// Runs `body`, a write of its own that appends audit records, in queue order, and returns its result.
+    func exclusive<T: Sendable>(_ body: @escaping @Sendable () async throws -> (T, [AuditRecord])) async throws -> T {
+        let result = Mutex<T?>(nil)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            enqueue(
+                .exclusive(
+                    {
+                        let (value, records) = try await body()
+                        result.withLock { $0 = value }
+                        return records
+                    }, continuation))
+        }
+        guard let value = result.withLock({ $0 }) else { throw StorageError(.unavailable, reason: "a store write returned nothing") }
+        return value
+    }
+
+    private func enqueue(_ unit: Unit) {
+        let startDrain = state.withLock { state -> Bool in
+            state.waiting.append(unit)
+            if state.draining { return false }
+            state.draining = true
+            return true
+        }
+        if startDrain { Task { await self.drain() } }
+    }
+
+    /// The next units to run: an exclusive write alone, or the batchable items before the next exclusive one.
+    private func next() -> [Unit] {
+        state.withLock { state in
+            guard let first = state.waiting.first else {
+                state.draining = false
+                return []
             }
-            if startDrain { Task { await self.drain() } }
+            if case .exclusive = first {
+                state.waiting.removeFirst()
+                return [first]
+            }
+            var batch: [Unit] = []
+            while batch.count < maxBatch, let unit = state.waiting.first, case .item = unit {
+                batch.append(state.waiting.removeFirst())
+            }
+            return batch
         }
     }
 
     private func drain() async {
         while true {
-            let batch = state.withLock { state -> [Waiting] in
-                let batch = Array(state.waiting.prefix(maxBatch))
-                state.waiting.removeFirst(batch.count)
-                if batch.isEmpty { state.draining = false }
-                return batch
+            let units = next()
+            guard let first = units.first else { return }
+            if case .exclusive(let body, let continuation) = first {
+                do {
+                    observers.notify(try await body())
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+                continue
             }
-            if batch.isEmpty { return }
+            let batch = units.compactMap { unit -> (Item, CheckedContinuation<AuditRecord, any Error>)? in
+                if case .item(let item, let continuation) = unit { return (item, continuation) }
+                return nil
+            }
             do {
-                let records = try await commit(batch.map(\.item))
-                for (waiting, record) in zip(batch, records) { waiting.continuation.resume(returning: record) }
+                let records = try await commit(batch.map(\.0))
+                observers.notify(records)
+                for ((_, continuation), record) in zip(batch, records) { continuation.resume(returning: record) }
             } catch let error as StorageError where error.code == .conflict && batch.count > 1 {
                 // One bad item (a duplicate serial) must not fail its neighbours: retry the batch one by one.
-                for waiting in batch {
+                for (item, continuation) in batch {
                     do {
-                        let records = try await commit([waiting.item])
-                        waiting.continuation.resume(returning: records[0])
+                        let records = try await commit([item])
+                        observers.notify(records)
+                        continuation.resume(returning: records[0])
                     } catch {
-                        waiting.continuation.resume(throwing: error)
+                        continuation.resume(throwing: error)
                     }
                 }
             } catch {
                 // The store is unavailable: everyone waiting fails now, nobody waits for a second attempt.
-                for waiting in batch { waiting.continuation.resume(throwing: error) }
+                for (_, continuation) in batch { continuation.resume(throwing: error) }
             }
         }
+    }
+}
+
+/// Callbacks told about committed audit records.
+final class AuditObservers: Sendable {
+    private let list = Mutex<[@Sendable ([AuditRecord]) -> Void]>([])
+    func add(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) { list.withLock { $0.append(observer) } }
+    func notify(_ records: [AuditRecord]) {
+        guard !records.isEmpty else { return }
+        for observer in list.withLock({ $0 }) { observer(records) }
+    }
+}
+
+/// Every store operation runs under one deadline, on both backends: a store that hangs (PostgreSQL down, a
+/// disk that stalls, a lock held elsewhere) gives a prompt `unavailable` (and so `audit_unavailable` or
+/// unready), never a request that hangs while the driver retries.
+enum StoreDeadline {
+    static let operation: Duration = .seconds(5)
+
+    /// Returns `body`'s result, or throws `unavailable` once `timeout` passes. A task group would wait for the
+    /// body to notice cancellation (postgres-nio's pool may not for a minute, a blocked SQLite call never does),
+    /// so the body runs unstructured and is cancelled and abandoned on timeout.
+    static func run<T: Sendable>(
+        _ what: String, timeout: Duration = operation, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let outcome = DeadlineOutcome<T>()
+        return try await withCheckedThrowingContinuation { continuation in
+            outcome.install(continuation)
+            let work = Task {
+                do { outcome.finish(.success(try await body())) } catch { outcome.finish(.failure(error)) }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if outcome.finish(.failure(StorageError(.unavailable, reason: "\(what) did not answer within \(timeout)"))) {
+                    work.cancel()
+                }
+            }
+        }
+    }
+}
+
+/// The first of a result and a timeout wins; the loser is ignored.
+final class DeadlineOutcome<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, done: Bool)>((nil, false))
+
+    func install(_ continuation: CheckedContinuation<T, any Error>) { state.withLock { $0.continuation = continuation } }
+
+    /// Resumes the waiter with `result` if nothing did before; returns whether this call did.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            guard !state.done else { return nil }
+            state.done = true
+            return state.continuation
+        }
+        continuation?.resume(with: result)
+        return continuation != nil
     }
 }

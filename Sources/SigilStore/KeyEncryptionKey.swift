@@ -1,6 +1,7 @@
 import Foundation
 import SigilCore
 import SigilCrypto
+import SigilFiles
 
 /// The 32-byte key that seals authority private keys at rest (AES-256-GCM), kept in a 0600 file.
 public struct KeyEncryptionKey: Sendable {
@@ -23,10 +24,10 @@ public struct KeyEncryptionKey: Sendable {
         if lstat(path, &info) != 0 && errno == ENOENT {
             guard create else { throw StorageError(.notFound, reason: "key-encryption key \(path) does not exist") }
             let key = try generate()
-            try SecureFile.write(Data(key.bytes), to: path)
+            try StorageError.mappingFiles { try SecureFile.write(Data(key.bytes), to: path) }
             return key
         }
-        return try KeyEncryptionKey(bytes: Array(try SecureFile.readPrivate(path, limit: 1024)))
+        return try KeyEncryptionKey(bytes: Array(try StorageError.mappingFiles { try SecureFile.readPrivate(path, limit: 1024) }))
     }
 
     func seal(_ plaintext: [UInt8], context: String) throws -> [UInt8] {

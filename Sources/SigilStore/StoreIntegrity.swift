@@ -152,3 +152,12 @@ struct AuditRelinker {
         return event
     }
 }
+
+extension AuthorityIntegrity.Fields {
+    /// The fields of `record` as a new row stores them (no final CRL yet).
+    init(_ record: AuthorityRecord, hasKey: Bool) {
+        self.init(
+            id: record.id, role: record.role.rawValue, state: record.state.rawValue, certificate: record.certificate.der,
+            parentID: record.parentID, isUpstream: record.isUpstream, hasKey: hasKey, finalCRL: nil)
+    }
+}

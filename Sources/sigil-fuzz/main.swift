@@ -9,6 +9,7 @@ import Dispatch
 import Foundation
 import SigilCore
 import SigilCrypto
+import SigilTokens
 
 let targets: [String: (UnsafeRawBufferPointer) -> Void] = [
     "csr-der": fuzzCSRDER,
@@ -100,9 +101,9 @@ func fuzzJWT(_ data: UnsafeRawBufferPointer) {
     blocking { _ = try? await Fixture.verifier.verify(token) }
 }
 
-/// The request body exactly as the server reads it: JSON → IssuanceRequestBody → IssuanceRequest → policy.
+/// The request body exactly as the server reads it: JSON → IssuanceRequest.Body → IssuanceRequest → policy.
 func fuzzRequest(_ data: UnsafeRawBufferPointer) {
-    guard let body = try? IssuanceRequestBody.decode(Array(data)), let request = try? body.request(for: Fixture.identity) else { return }
+    guard let request = try? IssuanceRequest(body: Array(data), identity: Fixture.identity) else { return }
     _ = Fixture.evaluate(request)
 }
 

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import SigilAPIModels
 
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,8 +14,17 @@ struct AdminCommand: AsyncParsableCommand {
 struct AdminSocketOption: ParsableArguments {
     @Option(help: "Admin socket of the running server.") var socket: String = "pki/admin.sock"
 
-    /// Sends one request to the admin socket; returns the JSON body or throws the server's problem as one line.
-    func call(_ path: String, body: [String: Any]? = nil) async throws -> [String: Any] {
+    /// POSTs `body` to the admin socket and decodes the answer as `Answer`; throws the server's problem as one line.
+    func call<Answer: Decodable>(_ path: String, body: some Encodable, as type: Answer.Type) async throws -> Answer {
+        try await send(path, body: try JSONEncoder().encode(body), as: type)
+    }
+
+    /// GETs `path` from the admin socket.
+    func call<Answer: Decodable>(_ path: String, as type: Answer.Type) async throws -> Answer {
+        try await send(path, body: nil, as: type)
+    }
+
+    private func send<Answer: Decodable>(_ path: String, body: Data?, as _: Answer.Type) async throws -> Answer {
         guard FileManager.default.fileExists(atPath: socket) else {
             throw CLIError("not_found", "no admin socket at \(socket): is `sigil serve` running with this data directory?")
         }
@@ -28,7 +38,7 @@ struct AdminSocketOption: ParsableArguments {
         if let body {
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+            request.body = .bytes(ByteBuffer(bytes: body))
         }
         let response: HTTPClientResponse
         do {
@@ -37,11 +47,15 @@ struct AdminSocketOption: ParsableArguments {
             throw CLIError("unavailable", "the server on \(socket) did not answer: \(error)")
         }
         let data = Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         guard (200..<300).contains(Int(response.status.code)) else {
-            throw CLIError(object["code"] as? String ?? "admin_error", object["detail"] as? String ?? "HTTP \(response.status.code)")
+            let problem = try? JSONDecoder().decode(Problem.self, from: data)
+            throw CLIError(problem?.code ?? "admin_error", problem?.detail ?? "HTTP \(response.status.code)")
         }
-        return object
+        do {
+            return try JSONDecoder().decode(Answer.self, from: data)
+        } catch {
+            throw CLIError("bad_response", "the server's answer to \(path) does not decode: \(error)")
+        }
     }
 
     /// Whether a unix stream socket at `path` accepts a connection.
@@ -64,9 +78,8 @@ struct AdminSocketOption: ParsableArguments {
     }
 }
 
-func printJSON(_ object: [String: Any]) throws {
-    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-    print(String(decoding: data, as: UTF8.self))
+func printJSON(_ value: some Encodable) throws {
+    print(try Format.json(value))
 }
 
 struct AdminStatusCommand: AsyncParsableCommand {
@@ -75,12 +88,11 @@ struct AdminStatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let status = try await admin.call("/admin/status")
+        let status = try await admin.call("/admin/status", as: AdminStatusResponse.self)
         if json { return try printJSON(status) }
-        print("trust domain \(status["trust_domain"] ?? "?")  ·  bundle sequence \(status["bundle_sequence"] ?? "?")  ·  rotation lease: \(status["lease_holder"] as? String ?? "none")")
-        for authority in status["authorities"] as? [[String: Any]] ?? [] {
-            let id = authority["id"] as? String ?? "?"
-            print("\(id.padding(32))\((authority["state"] as? String ?? "?").padding(10))until \(authority["not_after"] as? String ?? "?")  live \(authority["live_certificates"] ?? 0)")
+        print("trust domain \(status.trustDomain)  ·  bundle sequence \(status.bundleSequence)  ·  rotation lease: \(status.leaseHolder ?? "none")")
+        for authority in status.authorities {
+            print("\(authority.id.padding(32))\(authority.state.padding(10))until \(authority.notAfter)  live \(authority.liveCertificates ?? 0)")
         }
     }
 }
@@ -99,23 +111,23 @@ struct AdminRotateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let outcome = try await admin.call(
-            "/admin/rotate", body: ["role": role.rawValue, "taint_old": taintOld, "dry_run": dryRun, "reason": reason])
+            "/admin/rotate", body: AdminRotateRequest(role: role.rawValue, taintOld: taintOld, dryRun: dryRun, reason: reason),
+            as: AdminRotateResponse.self)
         if json { return try printJSON(outcome) }
         if dryRun {
-            print("dry run: rotating the \(role.rawValue) would replace \((outcome["replaced"] as? [String] ?? []).joined(separator: ", "))")
+            print("dry run: rotating the \(role.rawValue) would replace \(outcome.replaced.joined(separator: ", "))")
         } else {
-            print("activated \((outcome["activated"] as? [String] ?? []).joined(separator: ", ")); \(taintOld ? "tainted" : "retired") \((outcome["replaced"] as? [String] ?? []).joined(separator: ", "))")
+            print("activated \(outcome.activated.joined(separator: ", ")); \(taintOld ? "tainted" : "retired") \(outcome.replaced.joined(separator: ", "))")
         }
-        printBlastRadius(outcome)
+        printBlastRadius(outcome.blastRadius)
     }
 }
 
 /// The blast radius lines `rotate` and `taint` print.
-func printBlastRadius(_ outcome: [String: Any]) {
-    let radius = outcome["blast_radius"] as? [String: Any] ?? [:]
-    let identities = radius["identities"] as? [String] ?? []
-    print("blast radius: \(radius["live_certificates"] ?? 0) live certificate(s), \(identities.count) identit\(identities.count == 1 ? "y" : "ies")")
-    for identity in identities { print("  \(identity)") }
+func printBlastRadius(_ radius: BlastRadiusReport) {
+    let count = radius.identities.count
+    print("blast radius: \(radius.liveCertificates) live certificate(s), \(count) identit\(count == 1 ? "y" : "ies")")
+    for identity in radius.identities { print("  \(identity)") }
 }
 
 struct AdminTaintCommand: AsyncParsableCommand {
@@ -134,15 +146,15 @@ struct AdminTaintCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let outcome = try await admin.call("/admin/taint", body: ["authority_id": authorityID, "dry_run": dryRun, "reason": reason])
+        let outcome = try await admin.call(
+            "/admin/taint", body: AdminTaintRequest(authorityID: authorityID, dryRun: dryRun, reason: reason), as: AdminTaintResponse.self)
         if json { return try printJSON(outcome) }
-        let role = outcome["role"] as? String ?? "authority"
         if dryRun {
-            print("dry run: tainting \(role) \(authorityID) (\(outcome["previous_state"] as? String ?? "?")) would affect")
+            print("dry run: tainting \(outcome.role) \(authorityID) (\(outcome.previousState)) would affect")
         } else {
-            print("tainted \(role) \(authorityID) (was \(outcome["previous_state"] as? String ?? "?"))")
+            print("tainted \(outcome.role) \(authorityID) (was \(outcome.previousState))")
         }
-        printBlastRadius(outcome)
+        printBlastRadius(outcome.blastRadius)
     }
 }
 
@@ -160,23 +172,25 @@ struct AdminRevokeCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let isAuthority = target.hasPrefix("root-") || target.hasPrefix("intermediate-")
-        let body: [String: Any] = isAuthority ? ["authority_id": target, "reason": reason] : ["serial": target, "reason": reason]
-        let result = try await admin.call("/admin/revoke", body: body)
-        if json { return try printJSON(result) }
-        if isAuthority {
-            print("revoked \(result["role"] as? String ?? "") \(result["id"] as? String ?? target)")
+        if target.hasPrefix("root-") || target.hasPrefix("intermediate-") {
+            let revoked = try await admin.call(
+                "/admin/revoke", body: AdminRevokeRequest(authorityID: target, reason: reason), as: AdminRevokedAuthority.self)
+            if json { return try printJSON(revoked) }
+            print("revoked \(revoked.role) \(revoked.id)")
             return
         }
-        print("revoked certificate \(result["serial"] as? String ?? target) of \(result["spiffe_id"] as? String ?? "?") (issued by \(result["authority_id"] as? String ?? "?"), valid until \(result["not_after"] as? String ?? "?"))")
-        if result["expired"] as? Bool == true {
+        let revoked = try await admin.call(
+            "/admin/revoke", body: AdminRevokeRequest(serial: target, reason: reason), as: AdminRevokedCertificate.self)
+        if json { return try printJSON(revoked) }
+        print("revoked certificate \(revoked.serial) of \(revoked.spiffeID) (issued by \(revoked.authorityID), valid until \(revoked.notAfter))")
+        if revoked.expired {
             print("it has already expired: nothing to list in a CRL")
-        } else if result["in_crl"] as? Bool == true {
-            print("listed in the CRL of \(result["authority_id"] as? String ?? "its intermediate") until it expires")
+        } else if revoked.inCRL {
+            print("listed in the CRL of \(revoked.authorityID) until it expires")
         } else {
             print("""
                 not in any CRL: its intermediate no longer holds a key (its final CRL is frozen). The certificate can no longer \
-                renew; relying parties accept it until it expires unless you also taint and revoke \(result["authority_id"] as? String ?? "its intermediate").
+                renew; relying parties accept it until it expires unless you also taint and revoke \(revoked.authorityID).
                 """)
         }
     }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import SigilAPIModels
 import SigilCore
+import SigilServer
 
 struct BundleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

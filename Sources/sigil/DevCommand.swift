@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SigilCore
 import SigilServer
+import SigilTokens
 
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

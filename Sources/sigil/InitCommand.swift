@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SigilCore
 import SigilCrypto
+import SigilFiles
 import SigilStore
 import Logging
 

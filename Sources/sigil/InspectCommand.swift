@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import SigilAPIModels
 import SigilCore
 import SigilCrypto
+import SigilServer
 import SigilStore
 
 struct InspectCommand: AsyncParsableCommand {
@@ -17,12 +19,6 @@ struct InspectTreeCommand: AsyncParsableCommand {
     @OptionGroup var data: DataDirectoryOption
     @Flag(help: "Print JSON.") var json = false
 
-    struct Report: Encodable {
-        let trust_domain: String
-        let bundle_sequence: Int64
-        let authorities: [AuthorityView]
-    }
-
     func run() async throws {
         let ca = try await LocalCA.open(data)
         let now = ca.clock.now
@@ -30,25 +26,25 @@ struct InspectTreeCommand: AsyncParsableCommand {
         let counts = try await ca.store.liveCounts(at: now)
         let views = AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now)
         if json {
-            print(try Format.json(Report(trust_domain: ca.configuration.trustDomain.name, bundle_sequence: snapshot.bundleSequence(at: now), authorities: views)))
+            print(try Format.json(AuthoritiesResponse(trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: now), authorities: views)))
             return
         }
         print("Trust domain \(ca.configuration.trustDomain)  ·  bundle sequence \(snapshot.bundleSequence(at: now))  ·  \(Format.date(now))")
         func show(_ view: AuthorityView, indent: String) {
             let marker = indent.isEmpty ? "" : "└─ "
-            print("\(indent)\(marker)\(view.id)  [\(view.role), \(view.state)\(view.upstream ? ", upstream" : "")]  \(view.key_type)")
+            print("\(indent)\(marker)\(view.id)  [\(view.role), \(view.state)\(view.upstream ? ", upstream" : "")]  \(view.keyType)")
             let pad = indent + (indent.isEmpty ? "   " : "      ")
             print("\(pad)subject   \(view.subject)")
-            let left = view.seconds_left.map { $0 > 0 ? Duration.seconds($0).humanReadable + " left" : "expired" } ?? ""
-            print("\(pad)valid     \(view.not_before) → \(view.not_after)  (\(left))")
-            print("\(pad)sha256    \(Format.fingerprint(view.sha256_fingerprint))")
-            print("\(pad)key       sha256 \(view.public_key_sha256)\(view.key_stored == false ? "  (private key erased: signs nothing)" : "")")
-            if view.role == "intermediate" { print("\(pad)live      \(view.live_certificates ?? 0) certificate(s)") }
-            for child in views where child.parent_id == view.id && child.id != view.id {
+            let left = view.secondsLeft.map { $0 > 0 ? Duration.seconds($0).humanReadable + " left" : "expired" } ?? ""
+            print("\(pad)valid     \(view.notBefore) → \(view.notAfter)  (\(left))")
+            print("\(pad)sha256    \(Format.fingerprint(view.sha256Fingerprint))")
+            print("\(pad)key       sha256 \(view.publicKeySHA256)\(view.keyStored == false ? "  (private key erased: signs nothing)" : "")")
+            if view.role == "intermediate" { print("\(pad)live      \(view.liveCertificates ?? 0) certificate(s)") }
+            for child in views where child.parentID == view.id && child.id != view.id {
                 show(child, indent: pad)
             }
         }
-        for root in views where root.parent_id == nil { show(root, indent: "") }
+        for root in views where root.parentID == nil { show(root, indent: "") }
     }
 }
 

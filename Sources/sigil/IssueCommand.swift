@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
+import SigilAPIModels
 import SigilCore
+import SigilServer
 import SigilCrypto
+import SigilFiles
 import SigilStore
 
 struct IssueCommand: AsyncParsableCommand {

@@ -16,72 +16,73 @@ struct ServeCommand: AsyncParsableCommand {
             then defaults. With an empty data directory the CA initialises itself.
             """)
 
-    @Option(help: "Data directory. [default: pki]") var dataDir: String?
-    @Option(help: "Listen address host:port (port 0 picks a free one). [default: 127.0.0.1:8443]") var listen: String?
-    @Option(help: "Trust domain for a new CA. [default: cluster.local]") var trustDomain: String?
-    @Option(help: "Store: sqlite or postgres://… [default: sqlite]") var store: String?
-    @Option(help: "Token issuer (iss); alone it enables OIDC discovery of the JWKS.") var tokenIssuer: String?
-    @Option(help: "JWKS of the token issuer: a file path or an http(s) URL.") var tokenJwks: String?
-    @Option(help: "Audience tokens must carry. [default: sigil]") var tokenAudience: String?
-    @Option(help: "Kubernetes API server URL for TokenReview.") var tokenReview: String?
-    @Option(help: "CA bundle (PEM) for the TokenReview API server.") var tokenReviewCa: String?
-    @Option(help: "File holding the bearer credential for TokenReview calls.") var tokenReviewCredential: String?
-    @Option(name: .customLong("tls-name"), help: "DNS name or IP of the server certificate (repeat). [default: localhost, 127.0.0.1]")
-    var tlsNames: [String] = []
-    @Option(help: "Stream audit records as JSON lines to stdout or a file.") var auditSink: String?
-    @Option(help: "Admin unix socket (0600). [default: <data-dir>/admin.sock]") var adminSocket: String?
-    @Option(help: "Issuance requests per second per client address; 0 turns the limit off. [default: 100]") var rateLimitClient: String?
-    @Option(help: "Burst allowed per client address. [default: 1000]") var rateLimitClientBurst: String?
-    @Option(help: "Issuance requests per second per workload identity; 0 turns the limit off. [default: 100]") var rateLimitIdentity: String?
-    @Option(help: "Burst allowed per workload identity. [default: 1000]") var rateLimitIdentityBurst: String?
-    @Option(help: "Time a client has to send a whole request (first request: from connecting). [default: 10s]") var requestTimeout: String?
-    @Option(help: "Keep-alive connections with no request are closed after this long. [default: 30s]") var idleTimeout: String?
-    @Option(help: "Renewals by client certificate are refused this long after the identity was last proven with a token. [default: 24h]")
-    var renewalMaxAge: String?
-    @Option(help: "How often the token issuer's JWKS is fetched again (removed keys stop verifying). [default: 5m]") var tokenJwksRefresh: String?
-    @Option(help: "CA bundle (PEM) for an https JWKS URL or OIDC discovery. [default: system roots]") var tokenJwksCa: String?
-    @Option(help: "How long to keep trying to reach a PostgreSQL store at start-up. [default: 30s]") var storeConnectTimeout: String?
-    @Option(help: "Unauthenticated denials audited one by one per second; the rest are summarised. 0: all. [default: 100]")
-    var auditDenialBudget: String?
-    @Flag(help: "Allow local mode (the development token issuer) on a listen address other than loopback.") var localMode = false
-    @Option(help: "JSON config file.") var config: String?
-    @Option(help: "Log level: trace, debug, info, notice, warning, error. [default: info]") var logLevel: String?
+    typealias Keys = ConfigurationKeys
+    @Option(name: Keys.dataDir.name, help: Keys.dataDir.help) var dataDir: String?
+    @Option(name: Keys.listen.name, help: Keys.listen.help) var listen: String?
+    @Option(name: Keys.trustDomain.name, help: Keys.trustDomain.help) var trustDomain: String?
+    @Option(name: Keys.store.name, help: Keys.store.help) var store: String?
+    @Option(name: Keys.storeConnectTimeout.name, help: Keys.storeConnectTimeout.help) var storeConnectTimeout: String?
+    @Option(name: Keys.tokenIssuer.name, help: Keys.tokenIssuer.help) var tokenIssuer: String?
+    @Option(name: Keys.tokenJWKS.name, help: Keys.tokenJWKS.help) var tokenJWKS: String?
+    @Option(name: Keys.tokenJWKSRefresh.name, help: Keys.tokenJWKSRefresh.help) var tokenJWKSRefresh: String?
+    @Option(name: Keys.tokenJWKSCA.name, help: Keys.tokenJWKSCA.help) var tokenJWKSCA: String?
+    @Option(name: Keys.tokenAudience.name, help: Keys.tokenAudience.help) var tokenAudience: String?
+    @Option(name: Keys.tokenReview.name, help: Keys.tokenReview.help) var tokenReview: String?
+    @Option(name: Keys.tokenReviewCA.name, help: Keys.tokenReviewCA.help) var tokenReviewCA: String?
+    @Option(name: Keys.tokenReviewCredential.name, help: Keys.tokenReviewCredential.help) var tokenReviewCredential: String?
+    @Flag(name: Keys.localMode.name, help: Keys.localMode.help) var localMode = false
+    @Option(name: .customLong("tls-name"), help: Keys.tlsNames.help) var tlsNames: [String] = []
+    @Option(name: Keys.adminSocket.name, help: Keys.adminSocket.help) var adminSocket: String?
+    @Option(name: Keys.auditSink.name, help: Keys.auditSink.help) var auditSink: String?
+    @Option(name: Keys.auditDenialBudget.name, help: Keys.auditDenialBudget.help) var auditDenialBudget: String?
+    @Option(name: Keys.rateLimitClient.name, help: Keys.rateLimitClient.help) var rateLimitClient: String?
+    @Option(name: Keys.rateLimitClientBurst.name, help: Keys.rateLimitClientBurst.help) var rateLimitClientBurst: String?
+    @Option(name: Keys.rateLimitIdentity.name, help: Keys.rateLimitIdentity.help) var rateLimitIdentity: String?
+    @Option(name: Keys.rateLimitIdentityBurst.name, help: Keys.rateLimitIdentityBurst.help) var rateLimitIdentityBurst: String?
+    @Option(name: Keys.requestTimeout.name, help: Keys.requestTimeout.help) var requestTimeout: String?
+    @Option(name: Keys.idleTimeout.name, help: Keys.idleTimeout.help) var idleTimeout: String?
+    @Option(name: Keys.renewalMaxAge.name, help: Keys.renewalMaxAge.help) var renewalMaxAge: String?
+    @Option(name: Keys.logLevel.name, help: Keys.logLevel.help) var logLevel: String?
+    @Option(help: "JSON config file (keys as in pki/sigil.example.json; unknown keys are rejected). [default: $SIGIL_CONFIG]")
+    var config: String?
+    @Flag(help: .hidden) var configurationTable = false
 
     func run() async throws {
+        if configurationTable { return print(Keys.markdownTable) }
         let settings = try Settings(configPath: config ?? ProcessInfo.processInfo.environment["SIGIL_CONFIG"])
-        func value(_ key: String, _ flag: String?) -> String? { flag ?? settings.value(key) }
+        func value(_ key: ConfigurationKey, _ flag: String?) -> String? { flag ?? settings.value(key) }
 
-        let level = value("log_level", logLevel) ?? "info"
+        let level = value(Keys.logLevel, logLevel) ?? "info"
         guard let logLevel = Logger.Level(rawValue: level) else { throw CLIError("configuration_invalid", "log level \(level) is not known") }
         LoggingSystem.bootstrap(LineLogHandler.factory(level: logLevel))
         let logger = Logger(label: "sigil")
 
-        let listenValue = value("listen", listen) ?? "127.0.0.1:8443"
+        let listenValue = value(Keys.listen, listen) ?? "127.0.0.1:8443"
         guard let colon = listenValue.lastIndex(of: ":"), let port = Int(listenValue[listenValue.index(after: colon)...]), (0...65535).contains(port) else {
             throw CLIError("configuration_invalid", "--listen \(listenValue) is not host:port")
         }
         let host = String(listenValue[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
 
-        var authority = AuthorityConfiguration(trustDomain: try TrustDomain(value("trust_domain", trustDomain) ?? "cluster.local"))
-        if let key = settings.value("authority.key_type") {
+        var authority = AuthorityConfiguration(trustDomain: try TrustDomain(value(Keys.trustDomain, trustDomain) ?? "cluster.local"))
+        if let key = settings.value(Keys.authorityKeyType) {
             guard let algorithm = KeyAlgorithm(configurationName: key) else { throw CLIError("configuration_invalid", "authority.key_type \(key) is not known") }
             authority.keyAlgorithm = algorithm
         }
-        if let ttl = settings.value("authority.root_ttl") { authority.rootLifetime = try parseDuration(ttl, flag: "authority.root_ttl") }
-        if let ttl = settings.value("authority.intermediate_ttl") {
-            authority.intermediateLifetime = try parseDuration(ttl, flag: "authority.intermediate_ttl")
+        if let ttl = settings.value(Keys.authorityRootTTL) { authority.rootLifetime = try parseDuration(ttl, flag: Keys.authorityRootTTL.key) }
+        if let ttl = settings.value(Keys.authorityIntermediateTTL) {
+            authority.intermediateLifetime = try parseDuration(ttl, flag: Keys.authorityIntermediateTTL.key)
         }
         let policy = try settings.policy()
         try policy.validate()
         try authority.validate(leafPolicy: policy)
 
-        let review = value("token_review", tokenReview)
-        let jwks = value("token_jwks", tokenJwks)
-        let issuer = value("token_issuer", tokenIssuer)
+        let review = value(Keys.tokenReview, tokenReview)
+        let jwks = value(Keys.tokenJWKS, tokenJWKS)
+        let issuer = value(Keys.tokenIssuer, tokenIssuer)
         let source: TokenSource
         if let review {
             source = .tokenReview(
-                url: review, caFile: value("token_review_ca", tokenReviewCa), credentialFile: value("token_review_credential", tokenReviewCredential))
+                url: review, caFile: value(Keys.tokenReviewCA, tokenReviewCA), credentialFile: value(Keys.tokenReviewCredential, tokenReviewCredential))
         } else if let jwks {
             source = jwks.hasPrefix("https://") || jwks.hasPrefix("http://") ? .jwksURL(jwks) : .jwksFile(path: jwks)
         } else if issuer != nil {
@@ -90,43 +91,43 @@ struct ServeCommand: AsyncParsableCommand {
             source = .local
         }
         var configuration = ServerConfiguration(
-            dataDirectory: value("data_dir", dataDir) ?? "pki", host: host, port: port, store: value("store", store) ?? "sqlite",
+            dataDirectory: value(Keys.dataDir, dataDir) ?? "pki", host: host, port: port, store: value(Keys.store, store) ?? "sqlite",
             authority: authority, policy: policy, tokenSource: source, tokenIssuer: issuer,
-            tokenAudience: value("token_audience", tokenAudience) ?? "sigil")
+            tokenAudience: value(Keys.tokenAudience, tokenAudience) ?? "sigil")
         if !tlsNames.isEmpty {
             configuration.tlsNames = tlsNames
-        } else if let names = settings.list("tls_names") {
+        } else if let names = settings.list(Keys.tlsNames) {
             configuration.tlsNames = names
         }
-        configuration.auditSink = value("audit_sink", auditSink)
-        configuration.adminSocket = value("admin_socket", adminSocket)
-        if let bytes = settings.value("max_body_bytes").flatMap(Int.init) { configuration.maxBodyBytes = bytes }
-        if let hint = settings.value("bundle_refresh_hint") { configuration.bundleRefreshHint = try parseDuration(hint, flag: "bundle_refresh_hint") }
+        configuration.auditSink = value(Keys.auditSink, auditSink)
+        configuration.adminSocket = value(Keys.adminSocket, adminSocket)
+        if let bytes = settings.value(Keys.maxBodyBytes).flatMap(Int.init) { configuration.maxBodyBytes = bytes }
+        if let hint = settings.value(Keys.bundleRefreshHint) { configuration.bundleRefreshHint = try parseDuration(hint, flag: "bundle_refresh_hint") }
         configuration.clientRateLimit = try rateLimit(
-            value("rate_limit_client", rateLimitClient), value("rate_limit_client_burst", rateLimitClientBurst),
+            value(Keys.rateLimitClient, rateLimitClient), value(Keys.rateLimitClientBurst, rateLimitClientBurst),
             default: configuration.clientRateLimit, name: "--rate-limit-client")
         configuration.identityRateLimit = try rateLimit(
-            value("rate_limit_identity", rateLimitIdentity), value("rate_limit_identity_burst", rateLimitIdentityBurst),
+            value(Keys.rateLimitIdentity, rateLimitIdentity), value(Keys.rateLimitIdentityBurst, rateLimitIdentityBurst),
             default: configuration.identityRateLimit, name: "--rate-limit-identity")
-        if let timeout = value("request_timeout", requestTimeout) {
+        if let timeout = value(Keys.requestTimeout, requestTimeout) {
             configuration.requestTimeout = try parseDuration(timeout, flag: "--request-timeout")
         }
-        if let timeout = value("idle_timeout", idleTimeout) { configuration.idleTimeout = try parseDuration(timeout, flag: "--idle-timeout") }
-        if let age = value("renewal_max_age", renewalMaxAge) { configuration.policy.renewalMaxAge = try parseDuration(age, flag: "--renewal-max-age") }
-        if let refresh = value("token_jwks_refresh", tokenJwksRefresh) {
+        if let timeout = value(Keys.idleTimeout, idleTimeout) { configuration.idleTimeout = try parseDuration(timeout, flag: "--idle-timeout") }
+        if let age = value(Keys.renewalMaxAge, renewalMaxAge) { configuration.policy.renewalMaxAge = try parseDuration(age, flag: "--renewal-max-age") }
+        if let refresh = value(Keys.tokenJWKSRefresh, tokenJWKSRefresh) {
             configuration.tokenJWKSRefresh = try parseDuration(refresh, flag: "--token-jwks-refresh")
         }
-        configuration.tokenJWKSCA = value("token_jwks_ca", tokenJwksCa)
-        if let timeout = value("store_connect_timeout", storeConnectTimeout) {
+        configuration.tokenJWKSCA = value(Keys.tokenJWKSCA, tokenJWKSCA)
+        if let timeout = value(Keys.storeConnectTimeout, storeConnectTimeout) {
             configuration.storeConnectTimeout = try parseDuration(timeout, flag: "--store-connect-timeout")
         }
-        if let budget = value("audit_denial_budget", auditDenialBudget) {
+        if let budget = value(Keys.auditDenialBudget, auditDenialBudget) {
             guard let perSecond = Int(budget), perSecond >= 0 else {
                 throw CLIError("configuration_invalid", "--audit-denial-budget \(budget) is not a whole number ≥ 0")
             }
             configuration.auditDenialBudget = perSecond
         }
-        configuration.localModeOnNetwork = localMode || ["true", "1"].contains(value("local_mode", nil) ?? "")
+        configuration.localModeOnNetwork = localMode || ["true", "1"].contains(value(Keys.localMode, nil) ?? "")
 
         let built = try await buildServer(configuration: configuration, clock: SystemClock(), logger: logger) { port in
             let line = "sigil listening on https://\(host.contains(":") ? "[\(host)]" : host):\(port)\n"
@@ -154,15 +155,7 @@ struct ServeCommand: AsyncParsableCommand {
 
 /// The JSON config file, flattened to dotted keys, with environment fallbacks (`SIGIL_` + upper-cased key).
 struct Settings {
-    static let knownKeys: Set<String> = [
-        "data_dir", "listen", "trust_domain", "store", "token_issuer", "token_jwks", "token_audience", "token_review", "token_review_ca",
-        "token_review_credential", "tls_names", "log_level", "audit_sink", "admin_socket", "max_body_bytes", "bundle_refresh_hint",
-        "rate_limit_client", "rate_limit_client_burst", "rate_limit_identity", "rate_limit_identity_burst", "request_timeout", "idle_timeout",
-        "renewal_max_age", "token_jwks_refresh", "token_jwks_ca", "store_connect_timeout", "audit_denial_budget", "local_mode",
-        "authority.key_type", "authority.root_ttl", "authority.intermediate_ttl",
-        "policy.default_ttl", "policy.max_ttl", "policy.min_ttl", "policy.backdate", "policy.allowed_key_types", "policy.dns_templates",
-        "policy.allowed_namespaces", "policy.denied_namespaces", "policy.namespace_max_ttl",
-    ]
+    static let knownKeys = Set(ConfigurationKeys.all.map(\.key))
 
     private var file: [String: Any] = [:]
     private let environment = ProcessInfo.processInfo.environment
@@ -185,41 +178,41 @@ struct Settings {
         }
     }
 
-    func value(_ key: String) -> String? {
-        if let env = environment["SIGIL_" + key.uppercased().replacingOccurrences(of: ".", with: "_")], !env.isEmpty { return env }
-        switch file[key] {
+    func value(_ key: ConfigurationKey) -> String? {
+        if let env = environment[key.environment], !env.isEmpty { return env }
+        switch file[key.key] {
         case let string as String: return string
         case let number as NSNumber: return number.stringValue
         default: return nil
         }
     }
 
-    func list(_ key: String) -> [String]? {
-        if let env = environment["SIGIL_" + key.uppercased().replacingOccurrences(of: ".", with: "_")], !env.isEmpty {
+    func list(_ key: ConfigurationKey) -> [String]? {
+        if let env = environment[key.environment], !env.isEmpty {
             return env.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         }
-        return file[key] as? [String]
+        return file[key.key] as? [String]
     }
 
     func policy() throws -> IssuancePolicy {
         var policy = IssuancePolicy()
-        if let ttl = value("policy.default_ttl") { policy.defaultTTL = try parseDuration(ttl, flag: "policy.default_ttl") }
-        if let ttl = value("policy.max_ttl") { policy.maxTTL = try parseDuration(ttl, flag: "policy.max_ttl") }
-        if let ttl = value("policy.min_ttl") { policy.minTTL = try parseDuration(ttl, flag: "policy.min_ttl") }
-        if let backdate = value("policy.backdate") {
+        if let ttl = value(ConfigurationKeys.policyDefaultTTL) { policy.defaultTTL = try parseDuration(ttl, flag: "policy.default_ttl") }
+        if let ttl = value(ConfigurationKeys.policyMaxTTL) { policy.maxTTL = try parseDuration(ttl, flag: "policy.max_ttl") }
+        if let ttl = value(ConfigurationKeys.policyMinTTL) { policy.minTTL = try parseDuration(ttl, flag: "policy.min_ttl") }
+        if let backdate = value(ConfigurationKeys.policyBackdate) {
             guard let duration = Duration(parsing: backdate) else { throw CLIError("configuration_invalid", "policy.backdate \(backdate) is not a duration") }
             policy.backdate = duration
         }
-        if let keys = list("policy.allowed_key_types") {
+        if let keys = list(ConfigurationKeys.policyAllowedKeyTypes) {
             policy.allowedKeys = Set(try keys.map { name in
                 guard let algorithm = KeyAlgorithm(configurationName: name) else { throw CLIError("configuration_invalid", "policy.allowed_key_types: \(name) is not known") }
                 return algorithm
             })
         }
-        if let templates = list("policy.dns_templates") { policy.dnsTemplates = templates }
-        if let namespaces = list("policy.allowed_namespaces") { policy.allowedNamespaces = Set(namespaces) }
-        if let namespaces = list("policy.denied_namespaces") { policy.deniedNamespaces = Set(namespaces) }
-        if let limits = file["policy.namespace_max_ttl"] as? [String: String] {
+        if let templates = list(ConfigurationKeys.policyDNSTemplates) { policy.dnsTemplates = templates }
+        if let namespaces = list(ConfigurationKeys.policyAllowedNamespaces) { policy.allowedNamespaces = Set(namespaces) }
+        if let namespaces = list(ConfigurationKeys.policyDeniedNamespaces) { policy.deniedNamespaces = Set(namespaces) }
+        if let limits = file[ConfigurationKeys.policyNamespaceMaxTTL.key] as? [String: String] {
             policy.namespaceMaxTTL = try limits.mapValues { try parseDuration($0, flag: "policy.namespace_max_ttl") }
         }
         return policy

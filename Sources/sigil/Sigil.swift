@@ -3,6 +3,7 @@ import Foundation
 import SigilAgent
 import SigilCore
 import SigilCrypto
+import SigilFiles
 import SigilStore
 
 @main
@@ -41,6 +42,7 @@ struct CLIError: Error, CustomStringConvertible {
         switch error {
         case let error as CAError: return CLIError(error.code.rawValue, error.reason)
         case let error as StorageError: return CLIError(description: error.description)
+        case let error as FileError: return CLIError(description: error.description)
         case let error as OpenSSLError: return CLIError(description: error.description)
         case let error as AgentError: return CLIError(error.code, error.reason)
         default: return error

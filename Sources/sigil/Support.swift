@@ -1,6 +1,9 @@
 import Foundation
+import SigilAPIModels
 import SigilCore
+import SigilServer
 import SigilCrypto
+import SigilFiles
 import SigilStore
 import Logging
 

@@ -4,7 +4,9 @@ import ServiceLifecycle
 import SigilCore
 import SigilCrypto
 import SigilServer
+import SigilFiles
 import SigilStore
+import SigilTokens
 import SigilTestSupport
 import Testing
 

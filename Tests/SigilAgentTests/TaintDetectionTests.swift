@@ -1,4 +1,5 @@
 import Foundation
+import SigilAPIModels
 import Testing
 
 @testable import SigilAgent
@@ -6,7 +7,7 @@ import Testing
 @Suite("Agent taint detection")
 struct TaintDetectionTests {
     /// The authorities response as the server sends it (decoded from JSON, as the agent does).
-    static func authorities(intermediate: String, root: String) -> SigilClient.Authorities {
+    static func authorities(intermediate: String, root: String) -> AuthoritiesResponse {
         func authority(_ id: String, _ role: String, _ state: String, _ parent: String?, _ keyID: String) -> [String: Any] {
             [
                 "id": id, "role": role, "state": state, "parent_id": parent as Any, "upstream": false, "subject": "CN=\(id)",
@@ -15,7 +16,7 @@ struct TaintDetectionTests {
             ]
         }
         let body: [String: Any] = [
-            "bundle_sequence": 1,
+            "trust_domain": "example.org", "bundle_sequence": 1,
             "authorities": [
                 authority("root-1", "root", root, nil, "aa"),
                 authority("intermediate-1", "intermediate", intermediate, "root-1", "bb"),
@@ -23,7 +24,7 @@ struct TaintDetectionTests {
             ],
         ]
         // A fixture that does not decode is a bug in the test itself.
-        return try! JSONDecoder().decode(SigilClient.Authorities.self, from: JSONSerialization.data(withJSONObject: body))
+        return try! JSONDecoder().decode(AuthoritiesResponse.self, from: JSONSerialization.data(withJSONObject: body))
     }
 
     static let held = AgentService.Held(notBefore: .distantPast, notAfter: .distantFuture, authorityKeyID: "bb", serial: "01")

@@ -1,5 +1,6 @@
 import SigilCore
 import SigilCrypto
+import SigilTestSupport
 import Testing
 
 @Suite("IssuancePolicy")

@@ -1,7 +1,7 @@
 import SigilCore
 import Testing
 
-@Suite("IssuanceRequestBody")
+@Suite("IssuanceRequest.Body")
 struct IssuanceRequestBodyTests {
     static let pem = #"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\/+x==\n-----END CERTIFICATE REQUEST-----\n"#
     static let decodedPEM = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB/+x==\n-----END CERTIFICATE REQUEST-----\n"
@@ -15,21 +15,21 @@ struct IssuanceRequestBodyTests {
             (#"{"csr": "\#(pem)", "ttl_seconds": 999999999999999999}"#, 999_999_999_999_999_999),
         ])
     func agentShape(_ text: String, _ ttl: Int?) throws {
-        #expect(try IssuanceRequestBody.decode(Array(text.utf8)) == IssuanceRequestBody(csr: Self.decodedPEM, ttlSeconds: ttl))
+        #expect(try IssuanceRequest.Body.decode(Array(text.utf8)) == IssuanceRequest.Body(csr: Self.decodedPEM, ttlSeconds: ttl))
     }
 
     @Test(
         "other valid shapes are decoded too",
         arguments: [
-            (#"{"csr": "a\u0062c"}"#, IssuanceRequestBody(csr: "abc")),
-            (#"{"csr": "é"}"#, IssuanceRequestBody(csr: "é")),
-            (#"{"csr": "x", "ttl_seconds": null}"#, IssuanceRequestBody(csr: "x")),
-            (#"{"csr": "x", "ttl_seconds": -5}"#, IssuanceRequestBody(csr: "x", ttlSeconds: -5)),
-            (#"{"csr": "x", "extra": {"csr": "y"}}"#, IssuanceRequestBody(csr: "x")),
-            (#"{"csr": "x", "ttl_seconds": 1000000000000000000}"#, IssuanceRequestBody(csr: "x", ttlSeconds: 1_000_000_000_000_000_000)),
+            (#"{"csr": "a\u0062c"}"#, IssuanceRequest.Body(csr: "abc")),
+            (#"{"csr": "é"}"#, IssuanceRequest.Body(csr: "é")),
+            (#"{"csr": "x", "ttl_seconds": null}"#, IssuanceRequest.Body(csr: "x")),
+            (#"{"csr": "x", "ttl_seconds": -5}"#, IssuanceRequest.Body(csr: "x", ttlSeconds: -5)),
+            (#"{"csr": "x", "extra": {"csr": "y"}}"#, IssuanceRequest.Body(csr: "x")),
+            (#"{"csr": "x", "ttl_seconds": 1000000000000000000}"#, IssuanceRequest.Body(csr: "x", ttlSeconds: 1_000_000_000_000_000_000)),
         ])
-    func otherShapes(_ text: String, _ expected: IssuanceRequestBody) throws {
-        #expect(try IssuanceRequestBody.decode(Array(text.utf8)) == expected)
+    func otherShapes(_ text: String, _ expected: IssuanceRequest.Body) throws {
+        #expect(try IssuanceRequest.Body.decode(Array(text.utf8)) == expected)
     }
 
     @Test(
@@ -42,6 +42,6 @@ struct IssuanceRequestBodyTests {
             #"{"csr": "x""#, "",
         ])
     func refused(_ text: String) {
-        #expect { try IssuanceRequestBody.decode(Array(text.utf8)) } throws: { ($0 as? CAError)?.code == .badRequest }
+        #expect { try IssuanceRequest.Body.decode(Array(text.utf8)) } throws: { ($0 as? CAError)?.code == .badRequest }
     }
 }

@@ -1,4 +1,5 @@
 import SigilCore
+import SigilTestSupport
 import Testing
 
 @Suite("SPIFFEID")

@@ -1,4 +1,5 @@
 import Foundation
+import SigilFiles
 import SigilStore
 import SigilTestSupport
 import Testing

@@ -30,7 +30,7 @@ struct SQLiteStoreTests {
         let (indexes, plan) = try await store.read { db in
             (
                 try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'certificates'"),
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + SQLiteStore.liveCertificatesOfIdentity, arguments: [0, "x"])
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + StoreSQL.liveByIdentity, arguments: [0, "x"])
                     .map { $0["detail"] as String }
             )
         }

@@ -1,6 +1,5 @@
 import Foundation
-import SigilCore
-import SigilStore
+import SigilFiles
 import SigilTestSupport
 import Testing
 
@@ -16,22 +15,22 @@ struct SecureFileTests {
         // A link planted in place of the key, even to a private file: refused, not followed.
         let link = directory.file("linked-kek")
         #expect(symlink(path, link) == 0)
-        let linked = #expect(throws: StorageError.self) { try SecureFile.readPrivate(link) }
+        let linked = #expect(throws: FileError.self) { try SecureFile.readPrivate(link) }
         #expect(linked?.code == .insecure && linked?.reason.contains("symbolic link") == true)
-        #expect(throws: StorageError.self) { try SecureFile.requirePrivate(link) }
+        #expect(throws: FileError.self) { try SecureFile.requirePrivate(link) }
 
         for mode: mode_t in [0o640, 0o604, 0o660] {
             chmod(path, mode)
-            let error = #expect(throws: StorageError.self) { try SecureFile.readPrivate(path) }
+            let error = #expect(throws: FileError.self) { try SecureFile.readPrivate(path) }
             #expect(error?.code == .insecure && error?.reason.contains("chmod 600") == true)
         }
         chmod(path, 0o600)
         // A directory is not a key file.
-        #expect(throws: StorageError.self) { try SecureFile.readPrivate(directory.path) }
+        #expect(throws: FileError.self) { try SecureFile.readPrivate(directory.path) }
         if geteuid() == 0 {
             // Owned by another user: refused even with a private mode.
             #expect(chown(path, 65534, 65534) == 0)
-            let error = #expect(throws: StorageError.self) { try SecureFile.readPrivate(path) }
+            let error = #expect(throws: FileError.self) { try SecureFile.readPrivate(path) }
             #expect(error?.code == .insecure && error?.reason.contains("owned by uid 65534") == true)
         }
     }
@@ -82,14 +81,14 @@ struct SecureFileTests {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
         try FileManager.default.createDirectory(atPath: path + "/child", withIntermediateDirectories: false)
         // rename(2) cannot replace a non-empty directory with a file.
-        expectStorageError(.unavailable) { try SecureFile.write(Data("x".utf8), to: path) }
+        expectFileError(.unavailable) { try SecureFile.write(Data("x".utf8), to: path) }
         #expect(try Self.entries(directory) == ["target"])
     }
 
     @Test("writing into a missing directory is unavailable")
     func missingDirectory() throws {
         let directory = try TemporaryDirectory()
-        expectStorageError(.unavailable) { try SecureFile.write(Data("x".utf8), to: directory.file("no/such/file")) }
+        expectFileError(.unavailable) { try SecureFile.write(Data("x".utf8), to: directory.file("no/such/file")) }
     }
 
     @Test("requirePrivate accepts owner-only modes and refuses any group or other bit")
@@ -103,9 +102,9 @@ struct SecureFileTests {
         }
         for mode: mode_t in [0o610, 0o601, 0o620, 0o644] {
             chmod(path, mode)
-            expectStorageError(.insecure) { try SecureFile.requirePrivate(path) }
+            expectFileError(.insecure) { try SecureFile.requirePrivate(path) }
         }
-        expectStorageError(.unavailable) { try SecureFile.requirePrivate(directory.file("missing")) }
+        expectFileError(.unavailable) { try SecureFile.requirePrivate(directory.file("missing")) }
     }
 
     @Test("ensurePrivateDirectory creates missing directories 0700 and tightens wide ones")
@@ -118,4 +117,10 @@ struct SecureFileTests {
         try SecureFile.ensurePrivateDirectory(nested)
         #expect(fileMode(nested) == 0o700)
     }
+}
+
+/// Expects `body` to throw a `FileError` with `code`.
+func expectFileError<R>(_ code: FileError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) {
+    let error = #expect(throws: FileError.self, sourceLocation: sourceLocation) { try body() }
+    if let error { #expect(error.code == code, "\(error)", sourceLocation: sourceLocation) }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import SigilAPIModels
 import SigilCore
+import SigilServer
 import SigilCrypto
 import SigilTestSupport
 import Testing

@@ -1,5 +1,5 @@
 import Foundation
-import SigilStore
+import SigilFiles
 import SigilTestSupport
 import Synchronization
 import Testing
@@ -135,7 +135,7 @@ struct AtomicFileSetTests {
         try Self.obstruct("bundle.pem", in: directory)
         let files = Self.pair(2) + [.init(name: "bundle.pem", contents: Data("bundle".utf8), mode: 0o644)]
 
-        expectStorageError(.unavailable) { try AtomicFileSet.publish(files, in: directory.path, at: Self.now) }
+        expectFileError(.unavailable) { try AtomicFileSet.publish(files, in: directory.path, at: Self.now) }
         Self.expectNames(in: directory, key: "key 1", cert: "cert 1")
         #expect(try Self.entries(directory).hidden == before.hidden)
     }
@@ -145,7 +145,7 @@ struct AtomicFileSetTests {
         let directory = try Self.olderLayout()
         try Self.obstruct("..data", in: directory)
 
-        expectStorageError(.unavailable) { try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now) }
+        expectFileError(.unavailable) { try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now) }
         Self.expectNames(in: directory, key: "old key", cert: "old cert")
         #expect(try Self.entries(directory) == (["..data"], ["svid.key", "svid.pem"]))
 

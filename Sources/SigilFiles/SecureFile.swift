@@ -1,6 +1,4 @@
 import Foundation
-import SigilCore
-import SigilCrypto
 
 /// Files that hold secrets: written atomically with mode 0600, checked before they are read.
 public enum SecureFile {
@@ -9,13 +7,13 @@ public enum SecureFile {
         let directory = (path as NSString).deletingLastPathComponent
         // A fresh random name, created exclusively and never through a symlink: concurrent writers of one path
         // cannot clobber each other's temporary file, and a planted link cannot redirect the write.
-        let suffix = hexString((try? SecureRandom.bytes(8)) ?? Array("\(getpid())".utf8))
+        let suffix = randomHex(8)
         let temporary = "\(directory.isEmpty ? "." : directory)/.\((path as NSString).lastPathComponent).tmp-\(suffix)"
         try create(data, at: temporary, mode: mode)
         guard rename(temporary, path) == 0 else {
             let reason = errnoText()
             unlink(temporary)
-            throw StorageError(.unavailable, reason: "cannot write \(path): \(reason)")
+            throw FileError(.unavailable, reason: "cannot write \(path): \(reason)")
         }
         syncDirectory(directory.isEmpty ? "." : directory)
     }
@@ -24,7 +22,7 @@ public enum SecureFile {
     /// `data` and fsyncs it; removes it again if that fails. The caller makes the name durable.
     static func create(_ data: Data, at path: String, mode: mode_t) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw StorageError(.unavailable, reason: "cannot create \(path): \(errnoText())") }
+        guard fd >= 0 else { throw FileError(.unavailable, reason: "cannot create \(path): \(errnoText())") }
         var ok = fchmod(fd, mode) == 0
         data.withUnsafeBytes { buffer in
             var offset = 0
@@ -38,7 +36,7 @@ public enum SecureFile {
         guard ok else {
             let reason = errnoText()
             unlink(path)
-            throw StorageError(.unavailable, reason: "cannot write \(path): \(reason)")
+            throw FileError(.unavailable, reason: "cannot write \(path): \(reason)")
         }
     }
 
@@ -58,21 +56,21 @@ public enum SecureFile {
     public static func readPrivate(_ path: String, limit: Int = 1 << 20) throws -> Data {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
-            if errno == ELOOP { throw StorageError(.insecure, reason: "\(path) is a symbolic link; secrets are read only from regular files") }
-            throw StorageError(.unavailable, reason: "cannot open \(path): \(errnoText())")
+            if errno == ELOOP { throw FileError(.insecure, reason: "\(path) is a symbolic link; secrets are read only from regular files") }
+            throw FileError(.unavailable, reason: "cannot open \(path): \(errnoText())")
         }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw StorageError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
+        guard fstat(fd, &info) == 0 else { throw FileError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
         try checkPrivate(info, path)
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let count = read(fd, &buffer, buffer.count)
-            if count < 0 { throw StorageError(.unavailable, reason: "cannot read \(path): \(errnoText())") }
+            if count < 0 { throw FileError(.unavailable, reason: "cannot read \(path): \(errnoText())") }
             if count == 0 { return data }
             data.append(contentsOf: buffer[..<count])
-            guard data.count <= limit else { throw StorageError(.unavailable, reason: "\(path) is larger than \(limit) bytes") }
+            guard data.count <= limit else { throw FileError(.unavailable, reason: "\(path) is larger than \(limit) bytes") }
         }
     }
 
@@ -80,20 +78,20 @@ public enum SecureFile {
     /// that group and others cannot access.
     public static func requirePrivate(_ path: String) throws {
         var info = stat()
-        guard lstat(path, &info) == 0 else { throw StorageError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
+        guard lstat(path, &info) == 0 else { throw FileError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
         try checkPrivate(info, path)
     }
 
     private static func checkPrivate(_ info: stat, _ path: String) throws {
         guard info.st_mode & S_IFMT == S_IFREG else {
-            throw StorageError(.insecure, reason: "\(path) is not a regular file; secrets are read only from regular files")
+            throw FileError(.insecure, reason: "\(path) is not a regular file; secrets are read only from regular files")
         }
         guard info.st_uid == geteuid() else {
-            throw StorageError(
+            throw FileError(
                 .insecure, reason: "\(path) is owned by uid \(info.st_uid), not by the user Sigil runs as (uid \(geteuid())); run chown")
         }
         if info.st_mode & 0o077 != 0 {
-            throw StorageError(
+            throw FileError(
                 .insecure,
                 reason: "\(path) is accessible by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
         }
@@ -106,14 +104,13 @@ public enum SecureFile {
             do {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
-                throw StorageError(.unavailable, reason: "cannot create data directory \(path): \(error.localizedDescription)")
+                throw FileError(.unavailable, reason: "cannot create data directory \(path): \(error.localizedDescription)")
             }
         } else if info.st_mode & 0o077 != 0 {
             guard chmod(path, 0o700) == 0 else {
-                throw StorageError(.insecure, reason: "data directory \(path) is accessible by others and cannot be tightened")
+                throw FileError(.insecure, reason: "data directory \(path) is accessible by others and cannot be tightened")
             }
         }
     }
 }
 
-func errnoText() -> String { String(cString: strerror(errno)) }

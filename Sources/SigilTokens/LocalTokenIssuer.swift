@@ -2,7 +2,7 @@ import Foundation
 import JWTKit
 import SigilCore
 import SigilCrypto
-import SigilStore
+import SigilFiles
 
 /// Local mode's development token issuer: an RSA key and its JWKS in the data directory, minting tokens
 /// shaped exactly like Kubernetes projected service-account tokens. Never use it in production: whoever

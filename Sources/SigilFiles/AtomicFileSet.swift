@@ -1,6 +1,4 @@
 import Foundation
-import SigilCore
-import SigilCrypto
 
 /// Files that must change together (a certificate, its key and the bundle it chains to), laid out the way
 /// Kubernetes' AtomicWriter lays out projected volumes:
@@ -34,7 +32,7 @@ public enum AtomicFileSet {
     /// A name that is not yet a link through `..data` (the first write, or a regular file left by an older
     /// layout) becomes one just after the switch: until then it keeps what it had, so no name ever points at
     /// a `..data` that does not exist yet. Each such name is checked and its link made before the switch.
-    /// - Throws: `StorageError(.unavailable)`. When the switch did not happen the previous version stays
+    /// - Throws: `FileError(.unavailable)`. When the switch did not happen the previous version stays
     ///   current and no new one is left behind; should a name fail to take its link after the switch (it
     ///   passed the checks, so only a change made meanwhile can cause that), the new version is current and
     ///   that name keeps its old contents until the next publish.
@@ -43,11 +41,11 @@ public enum AtomicFileSet {
         // otherwise remove this writer's version directory as stale before its switch.
         let lock = try WriterLock(directory: directory)
         defer { lock.release() }
-        let stamp = Timestamp.microseconds(now).filter { $0 != "-" && $0 != ":" }
-        let version = "..\(stamp)-\(hexString(try SecureRandom.bytes(4)))"
+        let stamp = versionStamp(now)
+        let version = "..\(stamp)-\(randomHex(4))"
         let versionPath = directory + "/" + version
         guard mkdir(versionPath, 0o755) == 0 else {
-            throw StorageError(.unavailable, reason: "cannot create \(versionPath): \(errnoText())")
+            throw FileError(.unavailable, reason: "cannot create \(versionPath): \(errnoText())")
         }
         // Links for the names, made under temporary names now and renamed into place after the switch.
         var pending: [(temporary: String, path: String)] = []
@@ -93,11 +91,22 @@ public enum AtomicFileSet {
         FileManager.default.contents(atPath: directory + "/" + currentLink + "/" + name)
     }
 
+    /// `20261126T031500.123456Z`: the UTC time of a version, sortable, without characters a shell minds.
+    static func versionStamp(_ date: Date) -> String {
+        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+        var seconds = time_t(micros / 1_000_000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(
+            format: "%04d%02d%02dT%02d%02d%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(micros % 1_000_000))
+    }
+
     /// A new link to `target` next to `path`, under a temporary name (`<name>.tmp-<random>`).
     private static func temporaryLink(besides path: String, target: String) throws -> String {
-        let temporary = "\(path).tmp-\(hexString(try SecureRandom.bytes(8)))"
+        let temporary = "\(path).tmp-\(randomHex(8))"
         guard symlink(target, temporary) == 0 else {
-            throw StorageError(.unavailable, reason: "cannot create link \(temporary): \(errnoText())")
+            throw FileError(.unavailable, reason: "cannot create link \(temporary): \(errnoText())")
         }
         return temporary
     }
@@ -105,7 +114,7 @@ public enum AtomicFileSet {
     /// Renames the temporary link over its name: one atomic step.
     private static func rename(_ link: (temporary: String, path: String)) throws {
         guard Foundation.rename(link.temporary, link.path) == 0 else {
-            throw StorageError(.unavailable, reason: "cannot replace \(link.path): \(errnoText())")
+            throw FileError(.unavailable, reason: "cannot replace \(link.path): \(errnoText())")
         }
     }
 
@@ -113,7 +122,7 @@ public enum AtomicFileSet {
     private static func checkReplaceable(_ path: String) throws {
         var info = stat()
         if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
-            throw StorageError(.unavailable, reason: "cannot replace \(path): it is a directory")
+            throw FileError(.unavailable, reason: "cannot replace \(path): it is a directory")
         }
     }
 
@@ -178,11 +187,11 @@ public enum AtomicFileSet {
 
         init(directory: String) throws {
             fd = open(directory + "/..lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw StorageError(.unavailable, reason: "cannot open \(directory)/..lock: \(errnoText())") }
+            guard fd >= 0 else { throw FileError(.unavailable, reason: "cannot open \(directory)/..lock: \(errnoText())") }
             guard flock(fd, LOCK_EX) == 0 else {
                 let reason = errnoText()
                 close(fd)
-                throw StorageError(.unavailable, reason: "cannot lock \(directory)/..lock: \(reason)")
+                throw FileError(.unavailable, reason: "cannot lock \(directory)/..lock: \(reason)")
             }
         }
 

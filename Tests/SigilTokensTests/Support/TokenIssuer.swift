@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
 import SigilCore
+import SigilTokens
 import SigilCrypto
 import Synchronization
 

@@ -1,64 +1,8 @@
 import Foundation
 import JWTKit
+import SigilCore
 import SigilCrypto
 import Synchronization
-
-/// What a valid Kubernetes service-account token proves.
-public struct VerifiedToken: Sendable, Equatable {
-    public let identity: WorkloadIdentity
-    public let expiresAt: Date
-    /// `kubernetes.io.pod.name`, when the token is bound to a pod.
-    public let podName: String?
-    /// The `kid` of the key that verified it (JWKS sources), so a cached verification ends when that key
-    /// leaves the issuer's JWKS.
-    public let keyID: String?
-
-    public init(identity: WorkloadIdentity, expiresAt: Date, podName: String? = nil, keyID: String? = nil) {
-        self.identity = identity
-        self.expiresAt = expiresAt
-        self.podName = podName
-        self.keyID = keyID
-    }
-}
-
-/// Authenticates a bearer token. Throws `CAError` with a `token_*`/`audience_mismatch` code on refusal.
-///
-/// Refusal reasons are fixed sentences: they never quote a header or claim of the refused token (its `alg`,
-/// `kid`, `iss`…), which an attacker chooses and which would otherwise reach the log and the audit record.
-public protocol TokenVerifier: Sendable {
-    func verify(_ token: String) async throws -> VerifiedToken
-    /// Whether an earlier verification still stands (a cache asks before reusing it): false once the key that
-    /// verified it has left the issuer's key set.
-    func stillTrusts(_ token: VerifiedToken) -> Bool
-}
-
-extension TokenVerifier {
-    public func stillTrusts(_ token: VerifiedToken) -> Bool { true }
-}
-
-/// Where the issuer's JWKS comes from (a file, OIDC discovery…); fetched again when an unknown `kid` arrives.
-public protocol JWKSSource: Sendable {
-    func fetchJWKS() async throws -> Data
-}
-
-/// What a token must say to be accepted.
-public struct TokenPolicy: Sendable, Equatable {
-    /// Required `iss`.
-    public var issuer: String
-    /// A value `aud` must contain. Default `sigil`.
-    public var audience: String
-    /// Clock skew allowed on `exp`, `nbf` and `iat`. Default 60 s (the most the design allows).
-    public var leeway: Duration
-    /// Shortest interval between two JWKS refreshes caused by unknown `kid`s. Default 30 s.
-    public var refreshInterval: Duration
-
-    public init(issuer: String, audience: String = "sigil", leeway: Duration = .seconds(60), refreshInterval: Duration = .seconds(30)) {
-        self.issuer = issuer
-        self.audience = audience
-        self.leeway = min(leeway, .seconds(60))
-        self.refreshInterval = refreshInterval
-    }
-}
 
 /// The claims of a projected service-account token (`kubernetes.io` as Kubernetes writes it).
 struct KubernetesClaims: JWTPayload {
@@ -246,62 +190,5 @@ public final class JWKSTokenVerifier: TokenVerifier {
         let fetchedAt = keySet.fetchedAt
         refreshing.withLock { $0 = max($0 ?? fetchedAt, fetchedAt) }
         return keySet
-    }
-}
-
-/// Remembers successful verifications by the token's SHA-256 until the token's `exp` (the verifier's
-/// `expiresAt`), so renewals do not pay the signature check again, and only while the inner verifier still
-/// trusts them (a key removed from the JWKS ends them at once). Bounded: when full, expired entries go first,
-/// then the oldest.
-public final class CachingTokenVerifier: TokenVerifier {
-    private let inner: any TokenVerifier
-    private let clock: any WallClock
-    private let capacity: Int
-    private let entries = Mutex<[String: VerifiedToken]>([:])
-    private let counters = Mutex<(hits: Int, misses: Int)>((0, 0))
-
-    public init(_ inner: any TokenVerifier, clock: any WallClock, capacity: Int = 10_000) {
-        self.inner = inner
-        self.clock = clock
-        self.capacity = max(1, capacity)
-    }
-
-    public var statistics: (hits: Int, misses: Int) { counters.withLock { $0 } }
-
-    public func stillTrusts(_ token: VerifiedToken) -> Bool { inner.stillTrusts(token) }
-
-    public func verify(_ token: String) async throws -> VerifiedToken {
-        let key = hexString(Digest.sha256(Array(token.utf8)))
-        let now = clock.now
-        if let cached = entries.withLock({ $0[key] }) {
-            if now < cached.expiresAt && inner.stillTrusts(cached) {
-                counters.withLock { $0.hits += 1 }
-                return cached
-            }
-            // Expired, or its key left the issuer's set: verified again (and refused) below.
-            entries.withLock { _ = $0.removeValue(forKey: key) }
-        }
-        counters.withLock { $0.misses += 1 }
-        let verified = try await inner.verify(token)
-        entries.withLock { entries in
-            if entries.count >= capacity {
-                entries = entries.filter { now < $0.value.expiresAt }
-                if entries.count >= capacity, let oldest = entries.min(by: { $0.value.expiresAt < $1.value.expiresAt }) {
-                    entries.removeValue(forKey: oldest.key)
-                }
-            }
-            entries[key] = verified
-        }
-        return verified
-    }
-}
-
-extension Data {
-    /// Decodes unpadded base64url (RFC 7515 §2: JWS parts carry no padding; padded input is refused).
-    public init?(base64URL text: String) {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        guard !base64.contains("=") else { return nil }
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        self.init(base64Encoded: base64)
     }
 }
