@@ -164,7 +164,10 @@ let package = Package(
         .testTarget(name: "SigilFilesTests", dependencies: ["SigilFiles", "SigilTestSupport"]),
         .testTarget(
             name: "SigilTokensTests",
-            dependencies: ["SigilTokens", "SigilCore", "SigilCrypto", "SigilTestSupport", .product(name: "JWTKit", package: "jwt-kit")]
+            dependencies: [
+                "SigilTokens", "SigilCore", "SigilCrypto", "SigilTestSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ]
         ),
         .testTarget(
             name: "SigilStoreTests",
@@ -177,17 +180,21 @@ let package = Package(
         .testTarget(
             name: "SigilServerTests",
             dependencies: [
-                "SigilServer", "SigilAPIModels", "SigilCore", "SigilCrypto", "SigilTokens", "SigilStore", "SigilTestSupport",
-                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "SigilServer", "SigilAPIModels", "SigilCore", "SigilCrypto", "SigilTokens", "SigilStore",
+                "SigilTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "SigilAgentTests",
             dependencies: [
-                "SigilAgent", "SigilAPIModels", "SigilCore", "SigilCrypto", "SigilFiles", "SigilServer", "SigilStore", "SigilTokens",
+                "SigilAgent", "SigilAPIModels", "SigilCore", "SigilCrypto", "SigilFiles", "SigilServer", "SigilStore",
+                "SigilTokens",
                 "SigilTestSupport",
-                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
     ],

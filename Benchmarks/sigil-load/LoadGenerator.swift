@@ -58,19 +58,24 @@ struct LoadGenerator {
 
     static func main() async throws {
         let options = parse()
-        guard let url = URL(string: options.url), let host = url.host, let port = url.port ?? (url.scheme == "https" ? 443 : 80) as Int?
+        guard let url = URL(string: options.url), let host = url.host,
+            let port = url.port ?? (url.scheme == "https" ? 443 : 80) as Int?
         else {
             FileHandle.standardError.write(Data("--url must be http(s)://host:port/path\n".utf8))
             exit(2)
         }
-        let tokens = try options.tokens.map { path in
-            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-        } ?? []
+        let tokens =
+            try options.tokens.map { path in
+                try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init).filter {
+                    !$0.isEmpty
+                }
+            } ?? []
         // Outside the timed window: keys, CSRs and request bodies.
         let bodies: [ByteBuffer] = try (0..<options.csrs).map { _ in
             let key = try PrivateKey.generate(.p256)
             let csr = try CertificateSigningRequest.create(key: key, subjectAlternativeNames: [])
-            let body: [String: String] = options.api == "cfssl" ? ["certificate_request": try csr.pem] : ["csr": try csr.pem]
+            let body: [String: String] =
+                options.api == "cfssl" ? ["certificate_request": try csr.pem] : ["csr": try csr.pem]
             return ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))
         }
         var tls: NIOSSLContext? = nil
@@ -88,7 +93,8 @@ struct LoadGenerator {
         for level in options.concurrency {
             var connections: [Connection] = []
             for _ in 0..<level {
-                connections.append(try await Connection.open(host: host, port: port, tls: tls, source: source, group: group))
+                connections.append(
+                    try await Connection.open(host: host, port: port, tls: tls, source: source, group: group))
             }
             _ = try await run(connections, source: source, seconds: options.warmup)
             let result = try await run(connections, source: source, seconds: options.duration)
@@ -175,8 +181,10 @@ struct Measurement: Sendable {
         }
         let object: [String: Any] = [
             "api": api, "concurrency": concurrency, "seconds": (wall * 1000).rounded() / 1000, "issued": sorted.count,
-            "issued_per_second": (Double(sorted.count) / wall).rounded(), "errors": errors, "first_error": firstError ?? NSNull(),
-            "p50_ms": percentile(0.50), "p90_ms": percentile(0.90), "p99_ms": percentile(0.99), "max_ms": sorted.last ?? 0,
+            "issued_per_second": (Double(sorted.count) / wall).rounded(), "errors": errors,
+            "first_error": firstError ?? NSNull(),
+            "p50_ms": percentile(0.50), "p90_ms": percentile(0.90), "p99_ms": percentile(0.99),
+            "max_ms": sorted.last ?? 0,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
@@ -200,13 +208,18 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
 
     init(source: RequestSource) { self.source = source }
 
-    static func open(host: String, port: Int, tls: NIOSSLContext?, source: RequestSource, group: EventLoopGroup) async throws -> Connection {
+    static func open(
+        host: String, port: Int, tls: NIOSSLContext?, source: RequestSource, group: EventLoopGroup
+    ) async throws -> Connection {
         let connection = Connection(source: source)
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: tls, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(connection)
                 }
@@ -263,7 +276,9 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
                 measurement.latencies.append(Double((NIODeadline.now() - sentAt).nanoseconds) / 1e6)
             } else {
                 measurement.errors += 1
-                if measurement.firstError == nil { measurement.firstError = "HTTP \(status): \(String(buffer: body).prefix(200))" }
+                if measurement.firstError == nil {
+                    measurement.firstError = "HTTP \(status): \(String(buffer: body).prefix(200))"
+                }
             }
             sendNext()
         }

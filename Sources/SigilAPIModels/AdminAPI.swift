@@ -11,7 +11,10 @@ public struct AdminStatusResponse: Codable, Sendable, Equatable {
     public let leaseExpiresAt: String?
     public let authorities: [AuthorityView]
 
-    public init(trustDomain: String, bundleSequence: Int64, leaseHolder: String?, leaseExpiresAt: String?, authorities: [AuthorityView]) {
+    public init(
+        trustDomain: String, bundleSequence: Int64, leaseHolder: String?, leaseExpiresAt: String?,
+        authorities: [AuthorityView]
+    ) {
         self.trustDomain = trustDomain
         self.bundleSequence = bundleSequence
         self.leaseHolder = leaseHolder
@@ -80,7 +83,10 @@ public struct AdminRotateResponse: Codable, Sendable, Equatable {
     public let activated: [String]
     public let blastRadius: BlastRadiusReport
 
-    public init(role: String, dryRun: Bool, replaced: [String], tainted: [String], activated: [String], blastRadius: BlastRadiusReport) {
+    public init(
+        role: String, dryRun: Bool, replaced: [String], tainted: [String], activated: [String],
+        blastRadius: BlastRadiusReport
+    ) {
         self.role = role
         self.dryRun = dryRun
         self.replaced = replaced
@@ -123,7 +129,8 @@ public struct AdminTaintResponse: Codable, Sendable, Equatable {
     public let previousState: String
     public let blastRadius: BlastRadiusReport
 
-    public init(authorityID: String, role: String, dryRun: Bool, previousState: String, blastRadius: BlastRadiusReport) {
+    public init(authorityID: String, role: String, dryRun: Bool, previousState: String, blastRadius: BlastRadiusReport)
+    {
         self.authorityID = authorityID
         self.role = role
         self.dryRun = dryRun

@@ -27,7 +27,8 @@ public struct AuthorityView: Codable, Sendable, Equatable {
     public var secondsLeft: Int64?
 
     public init(
-        id: String, role: String, state: String, parentID: String?, upstream: Bool, subject: String, serial: String, keyType: String,
+        id: String, role: String, state: String, parentID: String?, upstream: Bool, subject: String, serial: String,
+        keyType: String,
         sha256Fingerprint: String, publicKeySHA256: String, subjectKeyID: String, notBefore: String, notAfter: String,
         keyStored: Bool?, liveCertificates: Int? = nil, secondsLeft: Int64? = nil
     ) {
@@ -98,7 +99,9 @@ public struct SPIFFEBundle: Codable, Sendable, Equatable {
         /// Exactly one standard-base64 DER certificate; no `kid` for X.509 authorities.
         public let x5c: [String]
 
-        public init(use: String, kty: String, crv: String?, x: String?, y: String?, n: String?, e: String?, x5c: [String]) {
+        public init(
+            use: String, kty: String, crv: String?, x: String?, y: String?, n: String?, e: String?, x5c: [String]
+        ) {
             self.use = use
             self.kty = kty
             self.crv = crv

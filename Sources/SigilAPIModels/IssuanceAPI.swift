@@ -36,7 +36,8 @@ public struct IssuanceResponse: Codable, Sendable, Equatable {
     public let trustBundle: [String]
 
     public init(
-        spiffeID: String, serial: String, notBefore: String, notAfter: String, renewAfter: String, chain: [String], trustBundle: [String]
+        spiffeID: String, serial: String, notBefore: String, notAfter: String, renewAfter: String, chain: [String],
+        trustBundle: [String]
     ) {
         self.spiffeID = spiffeID
         self.serial = serial

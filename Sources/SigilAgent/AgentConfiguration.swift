@@ -26,7 +26,8 @@ public struct AgentConfiguration: Sendable {
 
     public init(
         serverURL: String, tokenFile: String, outputDirectory: String, caBundle: String, once: Bool = false,
-        keyAlgorithm: KeyAlgorithm = .p256, schedule: RenewalSchedule = RenewalSchedule(), pollInterval: Duration = .seconds(10),
+        keyAlgorithm: KeyAlgorithm = .p256, schedule: RenewalSchedule = RenewalSchedule(),
+        pollInterval: Duration = .seconds(10),
         onRotate: String? = nil, onceTimeout: Duration = .seconds(30)
     ) {
         self.serverURL = serverURL.hasSuffix("/") ? String(serverURL.dropLast()) : serverURL

@@ -26,7 +26,10 @@ public final class AgentService: Service, Sendable {
         let serial: String
     }
 
-    public init(configuration: AgentConfiguration, clock: any WallClock, logger: Logger, random: some RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()) {
+    public init(
+        configuration: AgentConfiguration, clock: any WallClock, logger: Logger,
+        random: some RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()
+    ) {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
@@ -47,11 +50,18 @@ public final class AgentService: Service, Sendable {
             } catch {
                 let now = clock.now
                 if configuration.once && now >= giveUp {
-                    throw AgentError("unavailable", "no certificate after \(configuration.onceTimeout.humanReadable): \(error)")
+                    throw AgentError(
+                        "unavailable", "no certificate after \(configuration.onceTimeout.humanReadable): \(error)")
                 }
-                var delay = random.with { configuration.schedule.backoff(attempt: attempt, now: now, deadline: nil, using: &$0) }
-                if configuration.once { delay = min(delay, .milliseconds(Int64(max(giveUp.timeIntervalSince(now), 0) * 1000))) }
-                logger.warning("obtaining the first certificate failed; retrying", metadata: ["sigil.reason": "\(error)", "sigil.retry_in": "\(delay)"])
+                var delay = random.with {
+                    configuration.schedule.backoff(attempt: attempt, now: now, deadline: nil, using: &$0)
+                }
+                if configuration.once {
+                    delay = min(delay, .milliseconds(Int64(max(giveUp.timeIntervalSince(now), 0) * 1000)))
+                }
+                logger.warning(
+                    "obtaining the first certificate failed; retrying",
+                    metadata: ["sigil.reason": "\(error)", "sigil.retry_in": "\(delay)"])
                 attempt += 1
                 try await clock.sleep(until: now + delay)
             }
@@ -95,9 +105,13 @@ public final class AgentService: Service, Sendable {
                     if let authorities {
                         if let reason = Self.taint(of: held, in: authorities) {
                             // Renew soon but not all at once: a fleet reacting to one taint spreads over a few seconds.
-                            let delay = random.with { Double.random(in: 0...min(2.0, configuration.pollInterval.timeInterval / 2), using: &$0) }
+                            let delay = random.with {
+                                Double.random(in: 0...min(2.0, configuration.pollInterval.timeInterval / 2), using: &$0)
+                            }
                             renewAt = min(renewAt, now.addingTimeInterval(delay))
-                            logger.warning("current certificate chains to a \(reason) authority; renewing now", metadata: ["sigil.serial": "\(held.serial)"])
+                            logger.warning(
+                                "current certificate chains to a \(reason) authority; renewing now",
+                                metadata: ["sigil.serial": "\(held.serial)"])
                         }
                         if bundleSequence != authorities.bundleSequence {
                             if bundleSequence != nil { try writeBundle(try await client.bundlePEM()) }
@@ -115,13 +129,18 @@ public final class AgentService: Service, Sendable {
                     attempt = 0
                 } catch {
                     let now = clock.now
-                    let delay = random.with { configuration.schedule.backoff(attempt: attempt, now: now, deadline: held.notAfter, using: &$0) }
+                    let delay = random.with {
+                        configuration.schedule.backoff(attempt: attempt, now: now, deadline: held.notAfter, using: &$0)
+                    }
                     attempt += 1
                     renewAt = now + delay
                     let left = held.notAfter.timeIntervalSince(now)
                     logger.error(
                         "renewal failed; keeping the current certificate",
-                        metadata: ["sigil.reason": "\(error)", "sigil.seconds_left": "\(Int(left))", "sigil.retry_in": "\(delay)"])
+                        metadata: [
+                            "sigil.reason": "\(error)", "sigil.seconds_left": "\(Int(left))",
+                            "sigil.retry_in": "\(delay)",
+                        ])
                 }
             }
         }
@@ -129,12 +148,16 @@ public final class AgentService: Service, Sendable {
 
     private func obtainInitial() async throws -> Held {
         try await fetchFirst()
-        guard let held = try currentFromDisk() else { throw AgentError("internal_error", "certificate vanished after write") }
+        guard let held = try currentFromDisk() else {
+            throw AgentError("internal_error", "certificate vanished after write")
+        }
         return held
     }
 
     private func scheduleRenewal(_ held: Held) -> Date {
-        let at = random.with { configuration.schedule.renewAt(notBefore: held.notBefore, notAfter: held.notAfter, using: &$0) }
+        let at = random.with {
+            configuration.schedule.renewAt(notBefore: held.notBefore, notAfter: held.notAfter, using: &$0)
+        }
         logger.info("next renewal", metadata: ["sigil.serial": "\(held.serial)", "sigil.renew_at": "\(at)"])
         return at
     }
@@ -158,10 +181,15 @@ public final class AgentService: Service, Sendable {
             key: Data(try key.pkcs8PEM().utf8), chain: Data(chain.map(\.pem).joined().utf8),
             bundle: Data(issued.trustBundle.joined().utf8))
         logger.notice(
-            "wrote SVID", metadata: ["sigil.identity": "\(issued.spiffeID)", "sigil.serial": "\(issued.serial)", "sigil.not_after": "\(issued.notAfter)"])
+            "wrote SVID",
+            metadata: [
+                "sigil.identity": "\(issued.spiffeID)", "sigil.serial": "\(issued.serial)",
+                "sigil.not_after": "\(issued.notAfter)",
+            ])
         await runOnRotate()
         return Held(
-            notBefore: leaf.notBefore, notAfter: leaf.notAfter, authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
+            notBefore: leaf.notBefore, notAfter: leaf.notAfter,
+            authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
             serial: leaf.serial.hex)
     }
 
@@ -192,17 +220,24 @@ public final class AgentService: Service, Sendable {
             let leaf = try Certificate.parseChain(pem: String(decoding: data, as: UTF8.self)).first
         else { return nil }
         return Held(
-            notBefore: leaf.notBefore, notAfter: leaf.notAfter, authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
+            notBefore: leaf.notBefore, notAfter: leaf.notAfter,
+            authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
             serial: leaf.serial.hex)
     }
 
     /// "tainted"/"revoked" if the held certificate's issuer or that issuer's root is; nil otherwise.
     static func taint(of held: Held, in authorities: AuthoritiesResponse) -> String? {
-        guard let issuer = authorities.authorities.first(where: { $0.role == "intermediate" && $0.subjectKeyID == held.authorityKeyID }) else {
+        guard
+            let issuer = authorities.authorities.first(where: {
+                $0.role == "intermediate" && $0.subjectKeyID == held.authorityKeyID
+            })
+        else {
             return nil
         }
         if issuer.state == "tainted" || issuer.state == "revoked" { return issuer.state }
-        if let root = authorities.authorities.first(where: { $0.id == issuer.parentID }), root.state == "tainted" || root.state == "revoked" {
+        if let root = authorities.authorities.first(where: { $0.id == issuer.parentID }),
+            root.state == "tainted" || root.state == "revoked"
+        {
             return root.state
         }
         return nil

@@ -13,7 +13,10 @@ public struct RenewalSchedule: Sendable, Equatable {
     /// Longest retry delay. Default 30 s.
     public var backoffCap: Duration
 
-    public init(fraction: Double = 0.5, jitter: Double = 0.1, backoffBase: Duration = .seconds(1), backoffCap: Duration = .seconds(30)) {
+    public init(
+        fraction: Double = 0.5, jitter: Double = 0.1, backoffBase: Duration = .seconds(1),
+        backoffCap: Duration = .seconds(30)
+    ) {
         self.fraction = min(max(fraction, 0.05), 0.95)
         self.jitter = min(max(jitter, 0), 0.5)
         self.backoffBase = backoffBase
@@ -30,7 +33,9 @@ public struct RenewalSchedule: Sendable, Equatable {
 
     /// Delay before retry number `attempt` (0-based): exponential, capped, with jitter in [½, 1] of the step; never
     /// so long that the retry would land after `deadline` (the certificate's expiry) if that can be avoided.
-    public func backoff(attempt: Int, now: Date, deadline: Date?, using random: inout some RandomNumberGenerator) -> Duration {
+    public func backoff(
+        attempt: Int, now: Date, deadline: Date?, using random: inout some RandomNumberGenerator
+    ) -> Duration {
         let exponent = min(attempt, 20)
         let step = min(backoffBase.timeInterval * pow(2, Double(exponent)), backoffCap.timeInterval)
         var delay = step * Double.random(in: 0.5...1.0, using: &random)

@@ -35,9 +35,15 @@ final class SigilClient: Sendable {
     }
 
     private func client() throws -> HTTPClient {
-        var trust = (FileManager.default.contents(atPath: configuration.caBundle)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        guard !trust.isEmpty else { throw AgentError("configuration_invalid", "cannot read --ca-bundle \(configuration.caBundle)") }
-        if let received = FileManager.default.contents(atPath: configuration.bundlePath) { trust += "\n" + String(decoding: received, as: UTF8.self) }
+        var trust =
+            (FileManager.default.contents(atPath: configuration.caBundle)).map { String(decoding: $0, as: UTF8.self) }
+            ?? ""
+        guard !trust.isEmpty else {
+            throw AgentError("configuration_invalid", "cannot read --ca-bundle \(configuration.caBundle)")
+        }
+        if let received = FileManager.default.contents(atPath: configuration.bundlePath) {
+            trust += "\n" + String(decoding: received, as: UTF8.self)
+        }
         if let cached = current.withLock({ $0 }), cached.trust == trust { return cached.client }
         var tls = TLSConfiguration.makeClientConfiguration()
         do {
@@ -57,7 +63,9 @@ final class SigilClient: Sendable {
     }
 
     /// - Parameter timeout: the longest this request may take (the agent's `--once` deadline caps it).
-    func requestCertificate(csrPEM: String, token: String, timeout: Duration = .seconds(15)) async throws -> IssuanceResponse {
+    func requestCertificate(
+        csrPEM: String, token: String, timeout: Duration = .seconds(15)
+    ) async throws -> IssuanceResponse {
         var request = HTTPClientRequest(url: configuration.serverURL + "/v1/certificates")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -98,9 +106,12 @@ final class SigilClient: Sendable {
         return (Int(response.status.code), Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024)))
     }
 
-    private func execute(_ request: HTTPClientRequest, timeout: Duration = .seconds(15)) async throws -> HTTPClientResponse {
+    private func execute(
+        _ request: HTTPClientRequest, timeout: Duration = .seconds(15)
+    ) async throws -> HTTPClientResponse {
         do {
-            return try await client().execute(request, timeout: .nanoseconds(Int64(max(timeout, .milliseconds(100)).timeInterval * 1e9)))
+            return try await client().execute(
+                request, timeout: .nanoseconds(Int64(max(timeout, .milliseconds(100)).timeInterval * 1e9)))
         } catch let error as AgentError {
             throw error
         } catch {

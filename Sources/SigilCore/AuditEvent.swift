@@ -49,7 +49,8 @@ public struct AuditEvent: Sendable, Equatable, Codable {
     public var tokenHMAC: String?
 
     public init(
-        time: Date, actor: String, action: AuditAction, outcome: AuditOutcome = .success, code: String? = nil, reason: String? = nil,
+        time: Date, actor: String, action: AuditAction, outcome: AuditOutcome = .success, code: String? = nil,
+        reason: String? = nil,
         subject: String? = nil, serial: String? = nil, authorityID: String? = nil, publicKeySHA256: String? = nil,
         requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil
     ) {
@@ -93,7 +94,9 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     /// Chains `event` (cut to the record size limits) after a record with link `previousHash` at `sequence`.
-    public static func chained(_ event: AuditEvent, sequence: Int64, previousHash: String, key: AuditChainKey) -> AuditRecord {
+    public static func chained(
+        _ event: AuditEvent, sequence: Int64, previousHash: String, key: AuditChainKey
+    ) -> AuditRecord {
         let event = event.bounded()
         return AuditRecord(
             sequence: sequence, event: event, previousHash: previousHash,
@@ -276,15 +279,23 @@ public struct AuditChainVerifier: Sendable {
     /// Checks the next record; returns the problem if it breaks the chain.
     public mutating func check(_ record: AuditRecord) -> AuditVerification? {
         if record.sequence != expectedSequence {
-            let what = record.sequence > expectedSequence
+            let what =
+                record.sequence > expectedSequence
                 ? "sequence jumps from \(expectedSequence - 1) to \(record.sequence): record(s) deleted"
                 : "sequence \(record.sequence) repeats or goes back after \(expectedSequence - 1): record inserted or reordered"
             return .broken(sequence: record.sequence, reason: what)
         }
         if record.previousHash != previousHash {
-            return .broken(sequence: record.sequence, reason: "previous link does not match record \(record.sequence - 1): inserted, deleted or reordered")
+            return .broken(
+                sequence: record.sequence,
+                reason: "previous link does not match record \(record.sequence - 1): inserted, deleted or reordered")
         }
-        let recomputed = key.map { $0.link(AuditRecord.canonicalEncoding(record.event, sequence: record.sequence, previousHash: record.previousHash)) }
+        let recomputed =
+            key.map {
+                $0.link(
+                    AuditRecord.canonicalEncoding(
+                        record.event, sequence: record.sequence, previousHash: record.previousHash))
+            }
             ?? AuditRecord.legacyHash(record.event, sequence: record.sequence, previousHash: record.previousHash)
         if recomputed != record.hash {
             return .broken(sequence: record.sequence, reason: "content does not match its link: record edited")
@@ -310,7 +321,8 @@ public struct AuditQuery: Sendable, Equatable {
     public var limit: Int
 
     public init(
-        since: Date? = nil, until: Date? = nil, subject: String? = nil, serial: String? = nil, action: AuditAction? = nil,
+        since: Date? = nil, until: Date? = nil, subject: String? = nil, serial: String? = nil,
+        action: AuditAction? = nil,
         outcome: AuditOutcome? = nil, afterSequence: Int64 = 0, limit: Int = 1000
     ) {
         self.since = since
@@ -342,7 +354,8 @@ public struct Requester: Sendable, Equatable {
     public var renewing: SerialNumber?
 
     public init(
-        actor: String, requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil, isRenewal: Bool = false,
+        actor: String, requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil,
+        isRenewal: Bool = false,
         authenticatedAt: Date? = nil
     ) {
         self.actor = actor
@@ -358,7 +371,9 @@ public struct Requester: Sendable, Equatable {
 
     /// A success event of `action` by this requester.
     public func event(_ action: AuditAction, at time: Date) -> AuditEvent {
-        AuditEvent(time: time, actor: actor, action: action, requestID: requestID, clientAddress: clientAddress, tokenHMAC: tokenHMAC)
+        AuditEvent(
+            time: time, actor: actor, action: action, requestID: requestID, clientAddress: clientAddress,
+            tokenHMAC: tokenHMAC)
     }
 
     /// A denial of this requester's request with `error`'s code and reason.

@@ -53,7 +53,9 @@ public enum AuthorityFactory {
             notBefore: notBefore, notAfter: (now + configuration.rootLifetime).truncatedToSecond)
         let certificate = try CertificateSigner.sign(template, subjectKey: .key(key), issuer: nil)
         try check(certificate, role: .root, issuer: certificate, configuration)
-        return (AuthorityRecord(role: .root, state: state, certificate: certificate, parentID: nil, createdAt: now), key)
+        return (
+            AuthorityRecord(role: .root, state: state, certificate: certificate, parentID: nil, createdAt: now), key
+        )
     }
 
     /// A new intermediate signed by `parent`, lifetime capped at the parent's notAfter, self-checked.
@@ -74,7 +76,8 @@ public enum AuthorityFactory {
         let certificate = try CertificateSigner.sign(
             template, subjectKey: .key(key), issuer: SigningIdentity(certificate: parent.certificate, key: parentKey))
         try check(certificate, role: .intermediate, issuer: parent.certificate, configuration)
-        let record = AuthorityRecord(role: .intermediate, state: state, certificate: certificate, parentID: parent.id, createdAt: now)
+        let record = AuthorityRecord(
+            role: .intermediate, state: state, certificate: certificate, parentID: parent.id, createdAt: now)
         return (record, key)
     }
 
@@ -84,7 +87,8 @@ public enum AuthorityFactory {
         let problems = CertificateLint.authorityProblems(
             certificate, role: role, issuer: issuer, trustDomain: configuration.trustDomain)
         guard problems.isEmpty else {
-            throw CAError(.selfCheckFailed, reason: "new \(role.rawValue) failed self-check: \(problems.joined(separator: "; "))")
+            throw CAError(
+                .selfCheckFailed, reason: "new \(role.rawValue) failed self-check: \(problems.joined(separator: "; "))")
         }
     }
 }

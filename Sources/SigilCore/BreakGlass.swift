@@ -46,14 +46,19 @@ extension CertificateAuthority {
     /// Break-glass: prepares and activates a successor for `role` now. A new root comes with a new intermediate
     /// signed by it. With `taintOld` the replaced authorities become `tainted` (agents renew at once) instead of
     /// `retired`. With `dryRun` nothing changes and only the blast radius is returned. Audited with `reason`.
-    public func rotateNow(_ role: AuthorityRole, taintOld: Bool, dryRun: Bool, reason: String, actor: String) async throws -> RotationOutcome {
+    public func rotateNow(
+        _ role: AuthorityRole, taintOld: Bool, dryRun: Bool, reason: String, actor: String
+    ) async throws -> RotationOutcome {
         try await exclusively {
             try await reload()
             let authorities = try await snapshot().authorities
             let now = clock.now
-            guard let current = authorities.active(role) else { throw CAError(.noActiveAuthority, reason: "no active \(role.rawValue)") }
+            guard let current = authorities.active(role) else {
+                throw CAError(.noActiveAuthority, reason: "no active \(role.rawValue)")
+            }
             if role == .root && current.isUpstream {
-                throw CAError(.conflict, reason: "the root is an upstream CA; Sigil rotates only intermediates under it")
+                throw CAError(
+                    .conflict, reason: "the root is an upstream CA; Sigil rotates only intermediates under it")
             }
             var replaced = [current.id]
             if role == .root {
@@ -63,39 +68,59 @@ extension CertificateAuthority {
             }
             // Prepared successors of the replaced generation would otherwise activate later. With --taint-old they
             // are tainted too: they were made while the compromise was in effect (their keys sat in the same store).
-            replaced += authorities.records.filter { $0.state == .prepared && ($0.role == role || role == .root) && !replaced.contains($0.id) }
-                .map(\.id)
+            replaced += authorities.records.filter {
+                $0.state == .prepared && ($0.role == role || role == .root) && !replaced.contains($0.id)
+            }
+            .map(\.id)
             let radius = try await blastRadius(of: [current.id])
             if dryRun {
-                try await audit(.adminRotate, actor: actor, reason: "dry-run \(role.rawValue): \(reason)", authorityID: current.id)
-                return RotationOutcome(role: role.rawValue, dryRun: true, replaced: replaced, tainted: [], activated: [], blastRadius: radius)
+                try await audit(
+                    .adminRotate, actor: actor, reason: "dry-run \(role.rawValue): \(reason)", authorityID: current.id)
+                return RotationOutcome(
+                    role: role.rawValue, dryRun: true, replaced: replaced, tainted: [], activated: [],
+                    blastRadius: radius)
             }
             var created: [String] = []
             var updates: [(id: String, state: AuthorityState)] = []
             let oldState: AuthorityState = taintOld ? .tainted : .retired
             // Each successor is committed with its own record, the switch-over with the rest: a crash at any
             // point leaves only audited authorities (found by scripts/crashtest).
-            let prepared = { (id: String) in self.event(.prepare, actor: actor, reason: "admin rotate \(role.rawValue): \(reason)", authorityID: id) }
+            let prepared = { (id: String) in
+                self.event(.prepare, actor: actor, reason: "admin rotate \(role.rawValue): \(reason)", authorityID: id)
+            }
             switch role {
             case .intermediate:
-                created.append(try await makeSuccessor(.intermediate, state: .prepared, authorities: authorities, at: now, audit: prepared))
+                created.append(
+                    try await makeSuccessor(
+                        .intermediate, state: .prepared, authorities: authorities, at: now, audit: prepared))
             case .root:
-                let rootID = try await makeSuccessor(.root, state: .prepared, authorities: authorities, at: now, audit: prepared)
+                let rootID = try await makeSuccessor(
+                    .root, state: .prepared, authorities: authorities, at: now, audit: prepared)
                 let refreshed = AuthoritySet(try await store.authorities())
-                guard let newRoot = refreshed.record(id: rootID) else { throw CAError(.internalError, reason: "new root vanished") }
+                guard let newRoot = refreshed.record(id: rootID) else {
+                    throw CAError(.internalError, reason: "new root vanished")
+                }
                 created.append(rootID)
                 created.append(
-                    try await makeSuccessor(.intermediate, state: .prepared, authorities: refreshed, at: now, parent: newRoot, audit: prepared))
+                    try await makeSuccessor(
+                        .intermediate, state: .prepared, authorities: refreshed, at: now, parent: newRoot,
+                        audit: prepared))
             }
             updates += created.map { ($0, AuthorityState.active) }
             updates += replaced.map { ($0, oldState) }
-            let events = [event(.adminRotate, actor: actor, reason: "\(role.rawValue) rotated: \(reason)", authorityID: created.first)]
+            let events =
+                [
+                    event(
+                        .adminRotate, actor: actor, reason: "\(role.rawValue) rotated: \(reason)",
+                        authorityID: created.first)
+                ]
                 + created.map { event(.activate, actor: actor, reason: reason, authorityID: $0) }
                 + replaced.map { event(taintOld ? .taint : .retire, actor: actor, reason: reason, authorityID: $0) }
             try await applyStateChanges(updates, in: authorities, actor: actor, audit: events)
             try await reload()
             return RotationOutcome(
-                role: role.rawValue, dryRun: false, replaced: replaced, tainted: taintOld ? replaced : [], activated: created, blastRadius: radius)
+                role: role.rawValue, dryRun: false, replaced: replaced, tainted: taintOld ? replaced : [],
+                activated: created, blastRadius: radius)
         }
     }
 
@@ -108,7 +133,9 @@ extension CertificateAuthority {
             try await reload()
             let authorities = try await snapshot().authorities
             func refuse(_ code: CAError.Code, _ why: String) async throws -> Never {
-                try await audit(.adminTaint, actor: actor, outcome: .failure, code: code.rawValue, reason: "\(reason) — \(why)", authorityID: id)
+                try await audit(
+                    .adminTaint, actor: actor, outcome: .failure, code: code.rawValue, reason: "\(reason) — \(why)",
+                    authorityID: id)
                 throw CAError(code, reason: why)
             }
             guard let record = authorities.record(id: id) else { try await refuse(.notFound, "no authority \(id)") }
@@ -116,7 +143,8 @@ extension CertificateAuthority {
             case .active:
                 try await refuse(
                     .conflict,
-                    "refusing to taint the active \(record.role.rawValue): rotate it first (sigil admin rotate \(record.role.rawValue) --taint-old), which activates a successor and taints this one")
+                    "refusing to taint the active \(record.role.rawValue): rotate it first (sigil admin rotate \(record.role.rawValue) --taint-old), which activates a successor and taints this one"
+                )
             case .tainted, .revoked:
                 try await refuse(.conflict, "\(id) is already \(record.state.rawValue)")
             case .prepared, .retired:
@@ -127,17 +155,23 @@ extension CertificateAuthority {
             if record.role == .root, let active = authorities.active(.intermediate), active.parentID == id {
                 try await refuse(
                     .conflict,
-                    "the active intermediate \(active.id) is signed by \(id): rotate the intermediate first (sigil admin rotate intermediate)")
+                    "the active intermediate \(active.id) is signed by \(id): rotate the intermediate first (sigil admin rotate intermediate)"
+                )
             }
             let radius = try await blastRadius(of: [id])
             if dryRun {
                 try await audit(.adminTaint, actor: actor, reason: "dry-run: \(reason)", authorityID: id)
-                return TaintOutcome(authorityID: id, role: record.role.rawValue, dryRun: true, previousState: record.state.rawValue, blastRadius: radius)
+                return TaintOutcome(
+                    authorityID: id, role: record.role.rawValue, dryRun: true, previousState: record.state.rawValue,
+                    blastRadius: radius)
             }
             try await applyStateChanges(
-                [(id, .tainted)], in: authorities, actor: actor, audit: [event(.adminTaint, actor: actor, reason: reason, authorityID: id)])
+                [(id, .tainted)], in: authorities, actor: actor,
+                audit: [event(.adminTaint, actor: actor, reason: reason, authorityID: id)])
             try await reload()
-            return TaintOutcome(authorityID: id, role: record.role.rawValue, dryRun: false, previousState: record.state.rawValue, blastRadius: radius)
+            return TaintOutcome(
+                authorityID: id, role: record.role.rawValue, dryRun: false, previousState: record.state.rawValue,
+                blastRadius: radius)
         }
     }
 
@@ -148,31 +182,44 @@ extension CertificateAuthority {
             try await reload()
             let authorities = try await snapshot().authorities
             guard let record = authorities.record(id: id) else {
-                try? await audit(.adminRevoke, actor: actor, outcome: .failure, code: CAError.Code.notFound.rawValue, reason: reason, authorityID: id)
+                try? await audit(
+                    .adminRevoke, actor: actor, outcome: .failure, code: CAError.Code.notFound.rawValue, reason: reason,
+                    authorityID: id)
                 throw CAError(.notFound, reason: "no authority \(id)")
             }
             let refusal: String?
             switch record.state {
-            case .active: refusal = "refusing to revoke the active \(record.role.rawValue): rotate it first (sigil admin rotate \(record.role.rawValue) --taint-old)"
+            case .active:
+                refusal =
+                    "refusing to revoke the active \(record.role.rawValue): rotate it first (sigil admin rotate \(record.role.rawValue) --taint-old)"
             case .revoked: refusal = "\(id) is already revoked"
             case .tainted: refusal = nil
-            case .prepared, .retired: refusal = "refusing to revoke an untainted authority (\(record.state.rawValue)): taint it first (sigil admin taint \(id))"
+            case .prepared, .retired:
+                refusal =
+                    "refusing to revoke an untainted authority (\(record.state.rawValue)): taint it first (sigil admin taint \(id))"
             }
             if let refusal {
-                try await audit(.adminRevoke, actor: actor, outcome: .failure, code: CAError.Code.conflict.rawValue, reason: "\(reason) — \(refusal)", authorityID: id)
+                try await audit(
+                    .adminRevoke, actor: actor, outcome: .failure, code: CAError.Code.conflict.rawValue,
+                    reason: "\(reason) — \(refusal)", authorityID: id)
                 throw CAError(.conflict, reason: refusal)
             }
             try await applyStateChanges(
-                [(id, .revoked)], in: authorities, actor: actor, audit: [event(.adminRevoke, actor: actor, reason: reason, authorityID: id)])
+                [(id, .revoked)], in: authorities, actor: actor,
+                audit: [event(.adminRevoke, actor: actor, reason: reason, authorityID: id)])
             try await reload()
-            guard let revoked = try await snapshot().authorities.record(id: id) else { throw CAError(.internalError, reason: "authority vanished") }
+            guard let revoked = try await snapshot().authorities.record(id: id) else {
+                throw CAError(.internalError, reason: "authority vanished")
+            }
             return revoked
         }
     }
 
     /// Revokes one leaf: it can no longer renew, and until it expires its intermediate's CRL lists it (if the
     /// intermediate still holds its key; otherwise the outcome says so). Audited with `reason`.
-    public func revokeCertificate(_ serial: SerialNumber, reason: String, actor: String) async throws -> CertificateRevocation {
+    public func revokeCertificate(
+        _ serial: SerialNumber, reason: String, actor: String
+    ) async throws -> CertificateRevocation {
         try await exclusively {
             let now = clock.now
             var record = event(.adminRevoke, actor: actor, reason: reason)
@@ -180,14 +227,19 @@ extension CertificateAuthority {
             let revoked: InventoryRecord
             do {
                 // The record names the certificate from its row (a row never changes but for revoked_at).
-                guard let row = try await store.certificate(serial: serial) else { throw StorageError(.notFound, reason: "") }
+                guard let row = try await store.certificate(serial: serial) else {
+                    throw StorageError(.notFound, reason: "")
+                }
                 record.subject = row.spiffeID.description
                 record.authorityID = row.authorityID
                 record.publicKeySHA256 = row.publicKeySHA256
                 revoked = try await store.revokeCertificate(serial: serial, at: now, audit: [record])
             } catch let error as StorageError where error.code == .notFound || error.code == .conflict {
                 let code: CAError.Code = error.code == .notFound ? .notFound : .conflict
-                let why = error.code == .notFound ? "no certificate with serial \(serial.hex) in the inventory" : "certificate \(serial.hex) is already revoked"
+                let why =
+                    error.code == .notFound
+                    ? "no certificate with serial \(serial.hex) in the inventory"
+                    : "certificate \(serial.hex) is already revoked"
                 record.outcome = .failure
                 record.code = code.rawValue
                 record.reason = "\(reason) — \(why)"

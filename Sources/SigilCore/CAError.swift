@@ -93,7 +93,9 @@ public struct CAError: Error, Equatable, CustomStringConvertible, Sendable {
     public static func configuration(reason: String, file: String = #fileID, line: Int = #line) -> CAError {
         CAError(.configurationInvalid, reason: reason, file: file, line: line)
     }
-    public static func rateLimited(reason: String, retryAfter: Duration, file: String = #fileID, line: Int = #line) -> CAError {
+    public static func rateLimited(
+        reason: String, retryAfter: Duration, file: String = #fileID, line: Int = #line
+    ) -> CAError {
         var error = CAError(.rateLimited, reason: reason, file: file, line: line)
         error.retryAfter = retryAfter
         return error

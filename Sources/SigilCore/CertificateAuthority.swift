@@ -45,7 +45,8 @@ public final class CertificateAuthority: Sendable {
 
     public init(
         store: any CAStore, configuration: AuthorityConfiguration, policy: IssuancePolicy,
-        rotation: RotationPolicy = RotationPolicy(), clock: any WallClock, logger: Logger = Logger(label: "sigil", factory: { _ in SwiftLogNoOpLogHandler() })
+        rotation: RotationPolicy = RotationPolicy(), clock: any WallClock,
+        logger: Logger = Logger(label: "sigil", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
         self.store = store
         self.configuration = configuration
@@ -68,18 +69,29 @@ public final class CertificateAuthority: Sendable {
         let rootKey: PrivateKey
         if let upstream {
             try Self.checkUpstream(upstream, trustDomain: configuration.trustDomain, at: now)
-            root = AuthorityRecord(role: .root, state: .active, certificate: upstream.certificate, parentID: nil, isUpstream: true, createdAt: now)
+            root = AuthorityRecord(
+                role: .root, state: .active, certificate: upstream.certificate, parentID: nil, isUpstream: true,
+                createdAt: now)
             rootKey = upstream.key
         } else {
             (root, rootKey) = try AuthorityFactory.makeRoot(configuration, state: .active, at: now)
         }
         try await store.insertAuthority(
             root, key: rootKey,
-            audit: [event(upstream == nil ? .initialize : .keyImport, actor: "system", reason: "\(root.role.rawValue) for \(configuration.trustDomain)", authorityID: root.id)])
-        let intermediate = try AuthorityFactory.makeIntermediate(configuration, parent: root, parentKey: rootKey, state: .active, at: now)
+            audit: [
+                event(
+                    upstream == nil ? .initialize : .keyImport, actor: "system",
+                    reason: "\(root.role.rawValue) for \(configuration.trustDomain)", authorityID: root.id)
+            ])
+        let intermediate = try AuthorityFactory.makeIntermediate(
+            configuration, parent: root, parentKey: rootKey, state: .active, at: now)
         try await store.insertAuthority(
             intermediate.record, key: intermediate.key,
-            audit: [event(.initialize, actor: "system", reason: "intermediate signed by \(root.id)", authorityID: intermediate.record.id)])
+            audit: [
+                event(
+                    .initialize, actor: "system", reason: "intermediate signed by \(root.id)",
+                    authorityID: intermediate.record.id)
+            ])
         try await reload()
         return true
     }
@@ -97,7 +109,9 @@ public final class CertificateAuthority: Sendable {
             let cachedKey = previous?.signer?.record.id == active.id ? previous?.signer?.identity.key : nil
             let key: PrivateKey
             if let cachedKey { key = cachedKey } else { key = try await store.authorityKey(id: active.id) }
-            signer = SigningAuthority(record: active, key: key, chain: authorities.chain(from: active), trustDomain: configuration.trustDomain)
+            signer = SigningAuthority(
+                record: active, key: key, chain: authorities.chain(from: active), trustDomain: configuration.trustDomain
+            )
         }
         let now = clock.now
         let snapshot = Snapshot(
@@ -111,19 +125,24 @@ public final class CertificateAuthority: Sendable {
 
     /// The CRL of every authority that has one at `now`: live authorities' reused from `previous` while current.
     private func revocationLists(
-        _ authorities: AuthoritySet, signer: SigningAuthority?, previous: [String: CertificateRevocationList], at now: Date
+        _ authorities: AuthoritySet, signer: SigningAuthority?, previous: [String: CertificateRevocationList],
+        at now: Date
     ) async throws -> [String: CertificateRevocationList] {
         var lists: [String: CertificateRevocationList] = [:]
         for authority in authorities.records where !authority.isExpired(at: now) {
             if authority.hasKey && AuthorityRecord.keepsKey(authority.state) {
-                let leaves = authority.role == .intermediate ? try await store.revokedCertificates(authorityID: authority.id, at: now) : []
+                let leaves =
+                    authority.role == .intermediate
+                    ? try await store.revokedCertificates(authorityID: authority.id, at: now) : []
                 let entries = RevocationLists.entries(for: authority, in: authorities, revokedLeaves: leaves)
                 if let current = previous[authority.id], RevocationLists.isCurrent(current, for: entries, at: now) {
                     lists[authority.id] = current
                     continue
                 }
                 let key: PrivateKey
-                if let signer, signer.record.id == authority.id { key = signer.identity.key } else {
+                if let signer, signer.record.id == authority.id {
+                    key = signer.identity.key
+                } else {
                     do {
                         key = try await store.authorityKey(id: authority.id)
                     } catch let error as StorageError where error.code == .notFound {
@@ -151,7 +170,9 @@ public final class CertificateAuthority: Sendable {
             logger.error(
                 "ignoring an authority row that fails its integrity check",
                 metadata: ["sigil.authority": "\(rejection.id)", "sigil.reason": "\(rejection.reason)"])
-            try await audit(.integrity, actor: "system", outcome: .failure, code: "store_corrupt", reason: rejection.reason, authorityID: rejection.id)
+            try await audit(
+                .integrity, actor: "system", outcome: .failure, code: "store_corrupt", reason: rejection.reason,
+                authorityID: rejection.id)
         }
     }
 
@@ -190,7 +211,8 @@ public final class CertificateAuthority: Sendable {
             issued = try await sign(request)
         } catch let error as CAError {
             do {
-                _ = try await store.appendAudit(requester.denial(error, subject: request.identity.description, at: clock.now))
+                _ = try await store.appendAudit(
+                    requester.denial(error, subject: request.identity.description, at: clock.now))
             } catch {
                 throw CAError(.auditUnavailable, reason: "denial could not be audited: \(error)")
             }
@@ -204,7 +226,8 @@ public final class CertificateAuthority: Sendable {
         event.authorityID = issued.authorityID
         event.publicKeySHA256 = issued.publicKey.sha256Fingerprint
         do {
-            _ = try await store.commitIssuance(issued.inventoryRecord(issuedAt: now, authenticatedAt: requester.authenticatedAt), event: event)
+            _ = try await store.commitIssuance(
+                issued.inventoryRecord(issuedAt: now, authenticatedAt: requester.authenticatedAt), event: event)
         } catch {
             throw CAError(.auditUnavailable, reason: "audit/inventory commit failed, certificate withheld: \(error)")
         }
@@ -212,15 +235,24 @@ public final class CertificateAuthority: Sendable {
     }
 
     /// Appends an audit event for an action outside issuance (rotation, admin verbs, start/stop).
-    public func audit(_ action: AuditAction, actor: String, outcome: AuditOutcome = .success, code: String? = nil, reason: String? = nil,
-                      authorityID: String? = nil) async throws {
-        _ = try await store.appendAudit(event(action, actor: actor, outcome: outcome, code: code, reason: reason, authorityID: authorityID))
+    public func audit(
+        _ action: AuditAction, actor: String, outcome: AuditOutcome = .success, code: String? = nil,
+        reason: String? = nil,
+        authorityID: String? = nil
+    ) async throws {
+        _ = try await store.appendAudit(
+            event(action, actor: actor, outcome: outcome, code: code, reason: reason, authorityID: authorityID))
     }
 
     /// An audit event at the clock's now, to append alone (`audit`) or with the change it records.
-    func event(_ action: AuditAction, actor: String, outcome: AuditOutcome = .success, code: String? = nil, reason: String? = nil,
-               authorityID: String? = nil) -> AuditEvent {
-        AuditEvent(time: clock.now, actor: actor, action: action, outcome: outcome, code: code, reason: reason, authorityID: authorityID)
+    func event(
+        _ action: AuditAction, actor: String, outcome: AuditOutcome = .success, code: String? = nil,
+        reason: String? = nil,
+        authorityID: String? = nil
+    ) -> AuditEvent {
+        AuditEvent(
+            time: clock.now, actor: actor, action: action, outcome: outcome, code: code, reason: reason,
+            authorityID: authorityID)
     }
 
     /// The planner's slot for `role` in `authorities`.
@@ -255,7 +287,9 @@ public final class CertificateAuthority: Sendable {
 
     /// Carries out `action` for `role` and audits each step; returns the ids of authorities created or changed.
     @discardableResult
-    public func perform(_ action: RotationAction, for role: AuthorityRole, actor: String = "system", reason: String? = nil) async throws -> [String] {
+    public func perform(
+        _ action: RotationAction, for role: AuthorityRole, actor: String = "system", reason: String? = nil
+    ) async throws -> [String] {
         if case .none = action { return [] }
         return try await exclusively { try await self.performUnlocked(action, for: role, actor: actor, reason: reason) }
     }
@@ -272,7 +306,9 @@ public final class CertificateAuthority: Sendable {
         return try await body()
     }
 
-    private func performUnlocked(_ action: RotationAction, for role: AuthorityRole, actor: String, reason: String?) async throws -> [String] {
+    private func performUnlocked(
+        _ action: RotationAction, for role: AuthorityRole, actor: String, reason: String?
+    ) async throws -> [String] {
         let authorities = try await snapshot().authorities
         let now = clock.now
         var changed: [String] = []
@@ -281,15 +317,23 @@ public final class CertificateAuthority: Sendable {
             return []
         case .prepareNext:
             let created = try await makeSuccessor(role, state: .prepared, authorities: authorities, at: now) {
-                self.event(.prepare, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor", authorityID: $0)
+                self.event(
+                    .prepare, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor", authorityID: $0)
             }
             changed.append(created)
         case .activateNext:
             guard let next = authorities.prepared(role) else { return [] }
             var updates: [(id: String, state: AuthorityState)] = [(next.id, .active)]
             if let current = authorities.active(role) { updates.append((current.id, .retired)) }
-            let events = [event(.activate, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor activated", authorityID: next.id)]
-                + updates.dropFirst().map { event(.retire, actor: actor, reason: reason ?? "replaced by \(next.id)", authorityID: $0.id) }
+            let events =
+                [
+                    event(
+                        .activate, actor: actor, reason: reason ?? "scheduled: \(role.rawValue) successor activated",
+                        authorityID: next.id)
+                ]
+                + updates.dropFirst().map {
+                    event(.retire, actor: actor, reason: reason ?? "replaced by \(next.id)", authorityID: $0.id)
+                }
             try await applyStateChanges(updates, in: authorities, actor: actor, audit: events)
             changed = updates.map(\.id)
         case .renew(let why):
@@ -305,7 +349,8 @@ public final class CertificateAuthority: Sendable {
             // A stale prepared successor would otherwise be activated later in place of the new one.
             if let stale = authorities.prepared(role) { updates.append((stale.id, .retired)) }
             try await applyStateChanges(
-                updates, in: authorities, actor: actor, audit: [event(.rotate, actor: actor, reason: reason ?? "repair: \(why)", authorityID: created)])
+                updates, in: authorities, actor: actor,
+                audit: [event(.rotate, actor: actor, reason: reason ?? "repair: \(why)", authorityID: created)])
             changed = updates.map(\.id)
         }
         try await reload()
@@ -316,7 +361,8 @@ public final class CertificateAuthority: Sendable {
     /// key with this change (it held one, and its new state does not sign) signs its final CRL first, and
     /// the erasure is audited in the same transaction: an authority without a key can never sign again.
     func applyStateChanges(
-        _ updates: [(id: String, state: AuthorityState)], in authorities: AuthoritySet, actor: String, audit: [AuditEvent]
+        _ updates: [(id: String, state: AuthorityState)], in authorities: AuthoritySet, actor: String,
+        audit: [AuditEvent]
     ) async throws {
         let now = clock.now
         var finalCRLs: [String: [UInt8]] = [:]
@@ -326,7 +372,9 @@ public final class CertificateAuthority: Sendable {
             var reason = "\(record.role.rawValue) no longer signs (\(update.state.rawValue)): its private key is erased"
             do {
                 let key = try await store.authorityKey(id: record.id)
-                let leaves = record.role == .intermediate ? try await store.revokedCertificates(authorityID: record.id, at: now) : []
+                let leaves =
+                    record.role == .intermediate
+                    ? try await store.revokedCertificates(authorityID: record.id, at: now) : []
                 let entries = RevocationLists.entries(for: record, in: authorities, revokedLeaves: leaves)
                 finalCRLs[record.id] = try RevocationLists.sign(entries, by: record, key: key, final: true, at: now).der
                 reason += "; final CRL of \(entries.count) entr\(entries.count == 1 ? "y" : "ies") kept"
@@ -356,7 +404,8 @@ public final class CertificateAuthority: Sendable {
 
     /// Creates and stores a successor; `audit` makes the record committed with it, given the new id.
     func makeSuccessor(
-        _ role: AuthorityRole, state: AuthorityState, authorities: AuthoritySet, at now: Date, parent explicitParent: AuthorityRecord? = nil,
+        _ role: AuthorityRole, state: AuthorityState, authorities: AuthoritySet, at now: Date,
+        parent explicitParent: AuthorityRecord? = nil,
         audit: (String) -> AuditEvent
     ) async throws -> String {
         switch role {
@@ -370,7 +419,8 @@ public final class CertificateAuthority: Sendable {
                 throw CAError(.noActiveAuthority, reason: "no unexpired active root to sign an intermediate")
             }
             let parentKey = try await store.authorityKey(id: parent.id)
-            let made = try AuthorityFactory.makeIntermediate(configuration, parent: parent, parentKey: parentKey, state: state, at: now)
+            let made = try AuthorityFactory.makeIntermediate(
+                configuration, parent: parent, parentKey: parentKey, state: state, at: now)
             try await store.insertAuthority(made.record, key: made.key, audit: [audit(made.record.id)])
             return made.record.id
         }

@@ -49,10 +49,13 @@ public struct CertificateIssuer: Sendable {
     public init(policy: IssuancePolicy) { self.policy = policy }
 
     /// Checks `request` against the policy for an issuer of `trustDomain` that expires at `issuerNotAfter`.
-    public func evaluate(_ request: IssuanceRequest, trustDomain: TrustDomain, issuerNotAfter: Date, at now: Date) -> PolicyDecision {
+    public func evaluate(
+        _ request: IssuanceRequest, trustDomain: TrustDomain, issuerNotAfter: Date, at now: Date
+    ) -> PolicyDecision {
         let csr = request.csr
         guard request.identity.trustDomain == trustDomain else {
-            return .denied(CAError(.identityMismatch, reason: "\(request.identity) is outside trust domain \(trustDomain)"))
+            return .denied(
+                CAError(.identityMismatch, reason: "\(request.identity) is outside trust domain \(trustDomain)"))
         }
         guard request.identity.isWorkload else {
             return .denied(CAError(.invalidSPIFFEID, reason: "a workload ID needs a path: \(request.identity)"))
@@ -68,7 +71,8 @@ public struct CertificateIssuer: Sendable {
         }
         if let weakness = csr.publicKeyWeakness { return .denied(CAError(.keyNotAllowed, reason: weakness)) }
         guard csr.verifySignature() else {
-            return .denied(CAError(.csrSignatureInvalid, reason: "CSR signature does not verify (no proof of possession)"))
+            return .denied(
+                CAError(.csrSignatureInvalid, reason: "CSR signature does not verify (no proof of possession)"))
         }
         let extensions = csr.requestedExtensions
         if extensions.malformed { return .denied(.csrInvalid(reason: "CSR carries an undecodable extension")) }
@@ -86,7 +90,9 @@ public struct CertificateIssuer: Sendable {
             case .dns(let dns) where allowedDNS.contains(dns.lowercased()):
                 if !extra.contains(.dns(dns.lowercased())) { extra.append(.dns(dns.lowercased())) }
             default:
-                return .denied(.policyViolation(reason: "SAN \(SafeText.excerpt("\(name)")) is not allowed for \(request.identity)"))
+                return .denied(
+                    .policyViolation(
+                        reason: "SAN \(SafeText.excerpt("\(name)")) is not allowed for \(request.identity)"))
             }
         }
         // X509-SVID §2: exactly one URI SAN. A CSR may omit it (the identity comes from the token) but
@@ -101,13 +107,17 @@ public struct CertificateIssuer: Sendable {
         let ttl = request.ttl ?? policy.defaultTTL
         let maxTTL = policy.maxTTL(for: request.identity)
         guard ttl >= policy.minTTL, ttl <= maxTTL else {
-            return .denied(CAError(
-                .ttlOutOfRange, reason: "TTL \(ttl.wholeSeconds)s outside \(policy.minTTL.wholeSeconds)…\(maxTTL.wholeSeconds)s"))
+            return .denied(
+                CAError(
+                    .ttlOutOfRange,
+                    reason: "TTL \(ttl.wholeSeconds)s outside \(policy.minTTL.wholeSeconds)…\(maxTTL.wholeSeconds)s"))
         }
         let notAfter = (now + ttl).truncatedToSecond
         guard notAfter <= issuerNotAfter else {
-            return .denied(CAError(
-                .ttlOutOfRange, reason: "TTL \(ttl.wholeSeconds)s would outlive the signing authority (never silently cut)"))
+            return .denied(
+                CAError(
+                    .ttlOutOfRange,
+                    reason: "TTL \(ttl.wholeSeconds)s would outlive the signing authority (never silently cut)"))
         }
         return .allowed(subjectAlternativeNames: extra)
     }
@@ -115,7 +125,9 @@ public struct CertificateIssuer: Sendable {
     /// Issues a leaf for `request`, signed by `authority`.
     /// - Throws: `CAError` with the policy's code when the request is refused; `self_check_failed` if the
     ///   signed certificate does not match its profile (a bug: nothing is returned).
-    public func issue(_ request: IssuanceRequest, by authority: SigningAuthority, at now: Date) throws -> IssuedCertificate {
+    public func issue(
+        _ request: IssuanceRequest, by authority: SigningAuthority, at now: Date
+    ) throws -> IssuedCertificate {
         let issuer = authority.record.certificate
         let extra: [GeneralName]
         switch evaluate(request, trustDomain: authority.trustDomain, issuerNotAfter: issuer.notAfter, at: now) {
@@ -127,22 +139,26 @@ public struct CertificateIssuer: Sendable {
         let notBefore = max((now - policy.backdate).truncatedToSecond, issuer.notBefore)
         let notAfter = (now + ttl).truncatedToSecond
         let template = CertificateProfile.leaf(
-            serial: try SerialNumber.timeOrdered(at: now), identity: request.identity, extraNames: extra, key: key.algorithm,
+            serial: try SerialNumber.timeOrdered(at: now), identity: request.identity, extraNames: extra,
+            key: key.algorithm,
             notBefore: notBefore, notAfter: notAfter)
         let certificate: Certificate
         do {
-            certificate = try CertificateSigner.sign(template, subjectKey: .request(request.csr), issuer: authority.identity)
+            certificate = try CertificateSigner.sign(
+                template, subjectKey: .request(request.csr), issuer: authority.identity)
         } catch let error as OpenSSLError {
             throw CAError(.internalError, reason: "signing failed: \(error.reason)")
         }
         let problems = CertificateLint.leafProblems(
             certificate, issuer: issuer, identity: request.identity, extraNames: extra, publicKey: key)
         guard problems.isEmpty else {
-            throw CAError(.selfCheckFailed, reason: "issued leaf failed self-check: \(problems.joined(separator: "; "))")
+            throw CAError(
+                .selfCheckFailed, reason: "issued leaf failed self-check: \(problems.joined(separator: "; "))")
         }
         let lifetime = certificate.notAfter.timeIntervalSince(certificate.notBefore)
         return IssuedCertificate(
-            certificate: certificate, chain: authority.chain, spiffeID: request.identity, authorityID: authority.record.id,
+            certificate: certificate, chain: authority.chain, spiffeID: request.identity,
+            authorityID: authority.record.id,
             renewAfter: certificate.notBefore.addingTimeInterval(lifetime / 2), publicKey: key)
     }
 }
@@ -165,7 +181,9 @@ extension IssuanceRequest {
         /// - Throws: `CAError` `bad_request` unless `json` is this shape.
         public static func decode(_ json: [UInt8]) throws -> Body {
             let shape = CAError(.badRequest, reason: "body is not {\"csr\": string, \"ttl_seconds\"?: integer}")
-            guard let object = try StrictJSON.object(json, code: .badRequest, maxDepth: 8), let csr = object.string("csr") else {
+            guard let object = try StrictJSON.object(json, code: .badRequest, maxDepth: 8),
+                let csr = object.string("csr")
+            else {
                 throw shape
             }
             if object.isAbsentOrNull("ttl_seconds") { return Body(csr: csr) }

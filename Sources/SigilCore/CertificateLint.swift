@@ -7,7 +7,8 @@ import SigilCrypto
 public enum CertificateLint {
     /// Problems with a leaf; empty when it matches the X509-SVID leaf profile and its issuer.
     public static func leafProblems(
-        _ leaf: Certificate, issuer: Certificate, identity: SPIFFEID, extraNames: [GeneralName], publicKey: PublicKeyInfo
+        _ leaf: Certificate, issuer: Certificate, identity: SPIFFEID, extraNames: [GeneralName],
+        publicKey: PublicKeyInfo
     ) -> [String] {
         var problems = issuerProblems(leaf, issuer: issuer)
         if leaf.serial.bitLength < 64 { problems.append("serial shorter than 64 bits") }
@@ -23,8 +24,12 @@ public enum CertificateLint {
             problems.append("basicConstraints is not critical cA=false")
         }
         let usage = CertificateProfile.leafKeyUsage(for: publicKey.algorithm)
-        if leaf.keyUsage != Flagged(value: usage, critical: true) { problems.append("keyUsage is not critical \(usage)") }
-        if leaf.extendedKeyUsage?.value != [.serverAuth, .clientAuth] { problems.append("EKU is not serverAuth+clientAuth") }
+        if leaf.keyUsage != Flagged(value: usage, critical: true) {
+            problems.append("keyUsage is not critical \(usage)")
+        }
+        if leaf.extendedKeyUsage?.value != [.serverAuth, .clientAuth] {
+            problems.append("EKU is not serverAuth+clientAuth")
+        }
         if leaf.subjectKeyIdentifier != nil { problems.append("leaf carries a subjectKeyIdentifier") }
         return problems
     }
@@ -52,7 +57,9 @@ public enum CertificateLint {
     /// Name chaining, key identifiers and validity nesting (RFC 5280 §4.1.2.4, §4.2.1.1, §6.1.3).
     static func issuerProblems(_ certificate: Certificate, issuer: Certificate) -> [String] {
         var problems: [String] = []
-        if certificate.issuerNameDER != issuer.subjectNameDER { problems.append("issuer name differs from the issuer's subject") }
+        if certificate.issuerNameDER != issuer.subjectNameDER {
+            problems.append("issuer name differs from the issuer's subject")
+        }
         if let keyID = issuer.subjectKeyIdentifier, certificate.authorityKeyIdentifier != keyID {
             problems.append("authorityKeyIdentifier does not match the issuer's subjectKeyIdentifier")
         }

@@ -53,12 +53,16 @@ public struct IssuancePolicy: Sendable, Equatable {
             throw CAError.configuration(reason: "backdate must be ≥ 0 and shorter than the minimum TTL")
         }
         guard !allowedKeys.isEmpty else { throw CAError.configuration(reason: "no key type allowed") }
-        guard renewalMaxAge > .zero else { throw CAError.configuration(reason: "renewal_max_age must be longer than 0s") }
+        guard renewalMaxAge > .zero else {
+            throw CAError.configuration(reason: "renewal_max_age must be longer than 0s")
+        }
     }
 
     /// The maximum TTL for `identity` (the per-namespace limit when there is one).
     public func maxTTL(for identity: SPIFFEID) -> Duration {
-        guard let workload = WorkloadIdentity(identity), let limit = namespaceMaxTTL[workload.namespace] else { return maxTTL }
+        guard let workload = WorkloadIdentity(identity), let limit = namespaceMaxTTL[workload.namespace] else {
+            return maxTTL
+        }
         return min(limit, maxTTL)
     }
 

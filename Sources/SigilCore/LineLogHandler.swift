@@ -19,7 +19,9 @@ public struct LineLogHandler: LogHandler {
 
     /// A handler for `label` writing to standard error; all handlers made by one `factory` share the clock's
     /// cached timestamp.
-    public static func factory(level: Logger.Level, clock: any WallClock = SystemClock()) -> @Sendable (String) -> any LogHandler {
+    public static func factory(
+        level: Logger.Level, clock: any WallClock = SystemClock()
+    ) -> @Sendable (String) -> any LogHandler {
         let timestamps = SecondTimestamps(clock: clock)
         return { label in
             var handler = LineLogHandler(label: label, timestamps: timestamps, output: writeToStandardError)
@@ -68,7 +70,10 @@ public struct LineLogHandler: LogHandler {
     }
 
     private static func prettify(_ metadata: Logger.Metadata) -> String? {
-        metadata.isEmpty ? nil : metadata.sorted { $0.key < $1.key }.map { "\(escaped($0.key))=\(escaped("\($0.value)"))" }.joined(separator: " ")
+        metadata.isEmpty
+            ? nil
+            : metadata.sorted { $0.key < $1.key }.map { "\(escaped($0.key))=\(escaped("\($0.value)"))" }.joined(
+                separator: " ")
     }
 
     /// One line whatever a value holds: a newline or terminal escape in a logged value (a reason quoting

@@ -26,7 +26,9 @@ public enum NetworkAddress {
         if octets[0..<10].allSatisfy({ $0 == 0 }) && octets[10] == 0xff && octets[11] == 0xff {
             return "client \(octets[12]).\(octets[13]).\(octets[14]).\(octets[15])"
         }
-        let prefix = stride(from: 0, to: 8, by: 2).map { String(UInt16(octets[$0]) << 8 | UInt16(octets[$0 + 1]), radix: 16) }
+        let prefix = stride(from: 0, to: 8, by: 2).map {
+            String(UInt16(octets[$0]) << 8 | UInt16(octets[$0 + 1]), radix: 16)
+        }
         return "client \(prefix.joined(separator: ":"))::/64"
     }
 }

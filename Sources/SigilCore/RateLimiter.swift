@@ -19,7 +19,9 @@ public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
 
     /// - Throws: `CAError` (`configuration_invalid`) for a negative rate or a burst below 1 with the limit on.
     public func validate(_ name: String) throws {
-        guard perSecond >= 0, perSecond.isFinite else { throw CAError.configuration(reason: "\(name): rate must be 0 (off) or positive") }
+        guard perSecond >= 0, perSecond.isFinite else {
+            throw CAError.configuration(reason: "\(name): rate must be 0 (off) or positive")
+        }
         guard isOff || burst >= 1 else { throw CAError.configuration(reason: "\(name): burst must be at least 1") }
     }
 }
@@ -50,7 +52,8 @@ public final class RateLimiter: Sendable {
         var lastAuditedRefusal: Date?
     }
 
-    public init(limit: RateLimit, clock: any WallClock, auditInterval: Duration = .seconds(60), maxKeys: Int = 100_000) {
+    public init(limit: RateLimit, clock: any WallClock, auditInterval: Duration = .seconds(60), maxKeys: Int = 100_000)
+    {
         self.limit = limit
         self.clock = clock
         self.auditInterval = auditInterval
@@ -74,7 +77,10 @@ public final class RateLimiter: Sendable {
                 decision = .allowed
             } else {
                 let wait = (1 - bucket.tokens) / limit.perSecond
-                let audit = bucket.lastAuditedRefusal.map { now.timeIntervalSince($0) >= auditInterval.timeInterval || $0 > now } ?? true
+                let audit =
+                    bucket.lastAuditedRefusal.map {
+                        now.timeIntervalSince($0) >= auditInterval.timeInterval || $0 > now
+                    } ?? true
                 if audit { bucket.lastAuditedRefusal = now }
                 decision = .limited(retryAfter: .milliseconds(Int64((wait * 1000).rounded(.up))), audit: audit)
             }

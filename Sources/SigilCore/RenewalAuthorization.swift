@@ -52,17 +52,22 @@ extension CertificateAuthority {
     ///    authority, and not revoked: a leaf forged with a leaked key is not in the inventory;
     /// 5. its identity proven with a token within `maxAge` (`authenticatedAt`), else `reauthentication_required`.
     public static func authorizeRenewal(
-        leaf: Certificate, authorities: AuthoritySet, inventory: InventoryRecord?, trustDomain: TrustDomain, maxAge: Duration,
+        leaf: Certificate, authorities: AuthoritySet, inventory: InventoryRecord?, trustDomain: TrustDomain,
+        maxAge: Duration,
         at now: Date
     ) -> RenewalDecision {
         func refuse(_ reason: String) -> RenewalDecision { .refused(CAError(.unauthenticated, reason: reason)) }
-        guard let uris = leaf.subjectAlternativeNames?.value.compactMap({ name -> String? in
-            if case .uri(let uri) = name { return uri } else { return nil }
-        }), uris.count == 1, let identity = try? SPIFFEID(parsing: uris[0]), identity.trustDomain == trustDomain, identity.isWorkload
+        guard
+            let uris = leaf.subjectAlternativeNames?.value.compactMap({ name -> String? in
+                if case .uri(let uri) = name { return uri } else { return nil }
+            }), uris.count == 1, let identity = try? SPIFFEID(parsing: uris[0]), identity.trustDomain == trustDomain,
+            identity.isWorkload
         else { return refuse("client certificate is not an X509-SVID of this trust domain") }
 
         guard let keyID = leaf.authorityKeyIdentifier,
-            let issuer = authorities.records.first(where: { $0.role == .intermediate && $0.certificate.subjectKeyIdentifier == keyID })
+            let issuer = authorities.records.first(where: {
+                $0.role == .intermediate && $0.certificate.subjectKeyIdentifier == keyID
+            })
         else { return refuse("client certificate was not issued by a Sigil intermediate") }
         guard issuer.state == .active || issuer.state == .retired else {
             return refuse("client certificate issued by \(issuer.state.rawValue) authority \(issuer.id)")
@@ -74,21 +79,29 @@ extension CertificateAuthority {
             return refuse("client certificate chains to \(root.state.rawValue) root \(root.id)")
         }
         guard authorities.bundleRoots(at: now).contains(where: { $0.id == root.id }),
-            case .valid? = try? ChainVerifier.verify(leaf, intermediates: [issuer.certificate], roots: [root.certificate], at: now)
+            case .valid? = try? ChainVerifier.verify(
+                leaf, intermediates: [issuer.certificate], roots: [root.certificate], at: now)
         else { return refuse("client certificate does not verify against its issuing authority \(issuer.id) now") }
 
         guard let row = inventory, row.serial == leaf.serial else {
-            return refuse("client certificate serial \(leaf.serial.hex) is not in the inventory: Sigil did not issue it")
+            return refuse(
+                "client certificate serial \(leaf.serial.hex) is not in the inventory: Sigil did not issue it")
         }
-        guard row.spiffeID == identity, row.publicKeySHA256 == leaf.publicKey.sha256Fingerprint, row.authorityID == issuer.id else {
-            return refuse("client certificate serial \(leaf.serial.hex) does not match its inventory row (identity, key or issuer)")
+        guard row.spiffeID == identity, row.publicKeySHA256 == leaf.publicKey.sha256Fingerprint,
+            row.authorityID == issuer.id
+        else {
+            return refuse(
+                "client certificate serial \(leaf.serial.hex) does not match its inventory row (identity, key or issuer)"
+            )
         }
         guard row.revokedAt == nil else { return refuse("client certificate serial \(leaf.serial.hex) is revoked") }
         guard now < row.authenticatedAt + maxAge else {
             return .refused(
                 CAError(
                     .reauthenticationRequired,
-                    reason: "identity last proven with a token at \(Timestamp.seconds(row.authenticatedAt)), over renewal_max_age (\(maxAge.humanReadable)) ago"))
+                    reason:
+                        "identity last proven with a token at \(Timestamp.seconds(row.authenticatedAt)), over renewal_max_age (\(maxAge.humanReadable)) ago"
+                ))
         }
         return .granted(RenewalGrant(identity: identity, serial: row.serial, authenticatedAt: row.authenticatedAt))
     }

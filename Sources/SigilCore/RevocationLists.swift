@@ -23,8 +23,10 @@ public enum RevocationLists {
     ) -> [CertificateRevocationList.Entry] {
         switch authority.role {
         case .root:
-            return authorities.records.filter { $0.role == .intermediate && $0.state == .revoked && $0.parentID == authority.id }
-                .map { .init(serial: $0.certificate.serial, revokedAt: $0.updatedAt) }
+            return authorities.records.filter {
+                $0.role == .intermediate && $0.state == .revoked && $0.parentID == authority.id
+            }
+            .map { .init(serial: $0.certificate.serial, revokedAt: $0.updatedAt) }
         case .intermediate:
             return revokedLeaves.compactMap { leaf in leaf.revokedAt.map { .init(serial: leaf.serial, revokedAt: $0) } }
         }
@@ -33,7 +35,8 @@ public enum RevocationLists {
     /// Signs `authority`'s CRL of `entries` at `now`. A final CRL is valid until the authority expires; a
     /// regular one for `validity`, never past the authority's own `notAfter`.
     public static func sign(
-        _ entries: [CertificateRevocationList.Entry], by authority: AuthorityRecord, key: PrivateKey, final: Bool, at now: Date
+        _ entries: [CertificateRevocationList.Entry], by authority: AuthorityRecord, key: PrivateKey, final: Bool,
+        at now: Date
     ) throws -> CertificateRevocationList {
         let thisUpdate = (now - backdate).truncatedToSecond
         let nextUpdate = final ? authority.notAfter : min(authority.notAfter, (now + validity).truncatedToSecond)
@@ -48,8 +51,12 @@ public enum RevocationLists {
 
     /// Whether `crl`, signed for `entries`, can still be served at `now` rather than signed again: same entries,
     /// and less than half of its validity gone.
-    public static func isCurrent(_ crl: CertificateRevocationList, for entries: [CertificateRevocationList.Entry], at now: Date) -> Bool {
-        guard Set(crl.entries.map(\.serial)) == Set(entries.map(\.serial)), let next = crl.nextUpdate else { return false }
+    public static func isCurrent(
+        _ crl: CertificateRevocationList, for entries: [CertificateRevocationList.Entry], at now: Date
+    ) -> Bool {
+        guard Set(crl.entries.map(\.serial)) == Set(entries.map(\.serial)), let next = crl.nextUpdate else {
+            return false
+        }
         let half = crl.thisUpdate.addingTimeInterval(next.timeIntervalSince(crl.thisUpdate) / 2)
         return now < half
     }

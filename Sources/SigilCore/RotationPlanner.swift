@@ -44,7 +44,9 @@ public struct AuthoritySlot: Sendable, Equatable {
     /// The shortest remaining life an active authority must have to sign a default-TTL leaf; zero for roots.
     public var minimumRemaining: Duration
 
-    public init(active: Validity?, prepared: Validity?, issuerIsCurrent: Bool = true, minimumRemaining: Duration = .zero) {
+    public init(
+        active: Validity?, prepared: Validity?, issuerIsCurrent: Bool = true, minimumRemaining: Duration = .zero
+    ) {
         self.active = active
         self.prepared = prepared
         self.issuerIsCurrent = issuerIsCurrent
@@ -64,7 +66,8 @@ public struct RotationPlanner: Sendable {
         if !slot.issuerIsCurrent { return .renew(reason: "issuer is no longer the active root") }
         let remaining = active.notAfter.timeIntervalSince(now)
         if remaining < slot.minimumRemaining.timeInterval {
-            return slot.prepared != nil ? .activateNext : .renew(reason: "remaining lifetime shorter than a default leaf")
+            return slot.prepared != nil
+                ? .activateNext : .renew(reason: "remaining lifetime shorter than a default leaf")
         }
         let lifetime = active.notAfter.timeIntervalSince(active.notBefore)
         let prepareAt = active.notAfter.addingTimeInterval(-lifetime * policy.prepareAtRemaining)

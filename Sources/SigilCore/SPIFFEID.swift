@@ -82,7 +82,9 @@ public struct TrustDomain: Hashable, Sendable, CustomStringConvertible {
             if byte == 0x40 { throw fail("must not contain userinfo") }
             if byte >= 0x41 && byte <= 0x5a { throw fail("must be lowercase") }
             if byte == 0x25 { throw fail("must not be percent-encoded") }
-            guard (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2e || byte == 0x2d || byte == 0x5f
+            guard
+                (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2e || byte == 0x2d
+                    || byte == 0x5f
             else { throw fail("has a character outside [a-z0-9._-]") }
         }
         self.name = name

@@ -42,7 +42,8 @@ public protocol AuthorityStore: Sendable {
     /// Changing an authority to the state it has erases its key the same way (used to erase keys that an
     /// older version kept).
     func updateAuthorityStates(
-        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]], audit: [AuditEvent]
+        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]],
+        audit: [AuditEvent]
     ) async throws
     /// Decrypts and returns the private key of authority `id`.
     /// - Throws: `StorageError.notFound` when it has no key (erased, or an upstream root imported without
@@ -60,7 +61,9 @@ extension AuthorityStore {
     public func authorities() async throws -> [AuthorityRecord] { try await loadAuthorities().records }
 
     /// Moves authorities to new states with `audit` and no final CRLs.
-    public func updateAuthorityStates(_ changes: [(id: String, state: AuthorityState)], at time: Date, audit: [AuditEvent]) async throws {
+    public func updateAuthorityStates(
+        _ changes: [(id: String, state: AuthorityState)], at time: Date, audit: [AuditEvent]
+    ) async throws {
         try await updateAuthorityStates(changes, at: time, finalCRLs: [:], audit: audit)
     }
 

@@ -22,7 +22,8 @@ public enum StrictJSON {
 
     /// Checks `bytes` as `validate` does and, when it is an object, returns its members; nil for any other value.
     /// - Throws: `CAError` with `code` and a reason naming the first problem.
-    public static func object(_ bytes: [UInt8], code: CAError.Code = .badRequest, maxDepth: Int = 32) throws -> Object? {
+    public static func object(_ bytes: [UInt8], code: CAError.Code = .badRequest, maxDepth: Int = 32) throws -> Object?
+    {
         do {
             let members = try parse(bytes, maxDepth: maxDepth)
             return members.map { Object(bytes: bytes, members: $0) }
@@ -96,7 +97,9 @@ public enum StrictJSON {
         }
 
         mutating func expect(_ byte: UInt8) throws {
-            guard current == byte else { throw Failure("expected '\(Character(Unicode.Scalar(byte)))' at byte \(offset)") }
+            guard current == byte else {
+                throw Failure("expected '\(Character(Unicode.Scalar(byte)))' at byte \(offset)")
+            }
             offset += 1
         }
 
@@ -109,7 +112,8 @@ public enum StrictJSON {
             case UInt8(ascii: "t"): try literal("true")
             case UInt8(ascii: "f"): try literal("false")
             case UInt8(ascii: "n"): try literal("null")
-            case .some(let byte) where byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte): try number()
+            case .some(let byte)
+            where byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte): try number()
             default: throw Failure("unexpected \(current.map { "byte \($0)" } ?? "end") at byte \(offset)")
             }
         }
@@ -165,7 +169,8 @@ public enum StrictJSON {
 
         mutating func literal(_ word: String) throws {
             let expected = Array(word.utf8)
-            guard offset + expected.count <= bytes.count, Array(bytes[offset..<(offset + expected.count)]) == expected else {
+            guard offset + expected.count <= bytes.count, Array(bytes[offset..<(offset + expected.count)]) == expected
+            else {
                 throw Failure("bad literal at byte \(offset)")
             }
             offset += expected.count
@@ -223,7 +228,9 @@ public enum StrictJSON {
                     case UInt8(ascii: "u"):
                         let unit = try hex4()
                         if (0xD800..<0xDC00).contains(unit) {
-                            guard current == UInt8(ascii: "\\"), offset + 1 < bytes.count, bytes[offset + 1] == UInt8(ascii: "u") else {
+                            guard current == UInt8(ascii: "\\"), offset + 1 < bytes.count,
+                                bytes[offset + 1] == UInt8(ascii: "u")
+                            else {
                                 throw Failure("lone surrogate in string")
                             }
                             offset += 2
@@ -247,7 +254,8 @@ public enum StrictJSON {
         }
 
         mutating func hex4() throws -> UInt32 {
-            guard offset + 4 <= bytes.count, let value = UInt32(String(decoding: bytes[offset..<(offset + 4)], as: UTF8.self), radix: 16),
+            guard offset + 4 <= bytes.count,
+                let value = UInt32(String(decoding: bytes[offset..<(offset + 4)], as: UTF8.self), radix: 16),
                 bytes[offset..<(offset + 4)].allSatisfy({ $0 != UInt8(ascii: "+") && $0 != UInt8(ascii: "-") })
             else { throw Failure("bad \\u escape at byte \(offset)") }
             offset += 4

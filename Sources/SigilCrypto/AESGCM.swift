@@ -12,18 +12,21 @@ public enum AESGCM {
     /// Encrypts and authenticates `plaintext` under a fresh random nonce.
     public static func seal(_ plaintext: [UInt8], key: [UInt8], associatedData: [UInt8]) throws -> [UInt8] {
         guard key.count == keyLength else {
-            throw OpenSSLError(code: .invalidArgument, reason: "AES-256-GCM key must be 32 bytes", file: #fileID, line: #line)
+            throw OpenSSLError(
+                code: .invalidArgument, reason: "AES-256-GCM key must be 32 bytes", file: #fileID, line: #line)
         }
         let nonce = try SecureRandom.bytes(nonceLength)
         var tag = [UInt8](repeating: 0, count: tagLength)
-        let ciphertext = try crypt(plaintext, key: key, nonce: nonce, associatedData: associatedData, tag: &tag, encrypt: true)
+        let ciphertext = try crypt(
+            plaintext, key: key, nonce: nonce, associatedData: associatedData, tag: &tag, encrypt: true)
         return nonce + ciphertext + tag
     }
 
     /// Decrypts `sealed`; throws `decryptionFailed` if the key is wrong or any byte was changed.
     public static func open(_ sealed: [UInt8], key: [UInt8], associatedData: [UInt8]) throws -> [UInt8] {
         guard key.count == keyLength, sealed.count >= nonceLength + tagLength else {
-            throw OpenSSLError(code: .decryptionFailed, reason: "sealed data too short or bad key length", file: #fileID, line: #line)
+            throw OpenSSLError(
+                code: .decryptionFailed, reason: "sealed data too short or bad key length", file: #fileID, line: #line)
         }
         let nonce = Array(sealed.prefix(nonceLength))
         var tag = Array(sealed.suffix(tagLength))
@@ -38,7 +41,8 @@ public enum AESGCM {
     ) throws -> [UInt8] {
         let failure: OpenSSLError.Code = encrypt ? .operationFailed : .decryptionFailed
         let context = try CipherContext()
-        guard EVP_CipherInit_ex2(context.pointer, Algorithms.shared.aes256GCM, key, nonce, encrypt ? 1 : 0, nil) == 1 else {
+        guard EVP_CipherInit_ex2(context.pointer, Algorithms.shared.aes256GCM, key, nonce, encrypt ? 1 : 0, nil) == 1
+        else {
             throw OpenSSLError.drain(.operationFailed, "EVP_CipherInit_ex2")
         }
         var length: Int32 = 0
@@ -52,17 +56,21 @@ public enum AESGCM {
         }
         var total = Int(length)
         if !encrypt {
-            guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_SET_TAG(), Int32(tagLength), &tag) == 1 else {
+            guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_SET_TAG(), Int32(tagLength), &tag) == 1
+            else {
                 throw OpenSSLError.drain(.operationFailed, "GCM set tag")
             }
         }
         let finalOK = output.withUnsafeMutableBufferPointer { buffer in
             EVP_CipherFinal_ex(context.pointer, buffer.baseAddress! + total, &length)
         }
-        guard finalOK == 1 else { throw OpenSSLError.drain(failure, encrypt ? "EVP_CipherFinal_ex" : "GCM tag mismatch") }
+        guard finalOK == 1 else {
+            throw OpenSSLError.drain(failure, encrypt ? "EVP_CipherFinal_ex" : "GCM tag mismatch")
+        }
         total += Int(length)
         if encrypt {
-            guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_GET_TAG(), Int32(tagLength), &tag) == 1 else {
+            guard EVP_CIPHER_CTX_ctrl(context.pointer, copenssl_EVP_CTRL_GCM_GET_TAG(), Int32(tagLength), &tag) == 1
+            else {
                 throw OpenSSLError.drain(.operationFailed, "GCM get tag")
             }
         }
@@ -73,7 +81,9 @@ public enum AESGCM {
 private final class CipherContext {
     let pointer: OpaquePointer
     init() throws {
-        guard let context = EVP_CIPHER_CTX_new() else { throw OpenSSLError.drain(.operationFailed, "EVP_CIPHER_CTX_new") }
+        guard let context = EVP_CIPHER_CTX_new() else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_CIPHER_CTX_new")
+        }
         pointer = context
     }
     deinit { EVP_CIPHER_CTX_free(pointer) }

@@ -42,7 +42,8 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     var keyedPointer: OpaquePointer {
         keyed.withLock { cached in
             if let cached { return cached }
-            guard let parsed = try? decodeDER(der, "certificate", free: { X509_free($0) }, { d2i_X509(nil, $0, $1) }) else {
+            guard let parsed = try? decodeDER(der, "certificate", free: { X509_free($0) }, { d2i_X509(nil, $0, $1) })
+            else {
                 return pointer
             }
             cached = parsed
@@ -53,7 +54,8 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     /// Parses the first `CERTIFICATE` block of `pem`.
     public convenience init(pem: String) throws {
         guard let block = try PEMBlock.parseAll(pem).first(where: { $0.label == "CERTIFICATE" }) else {
-            throw OpenSSLError(code: .invalidEncoding, reason: "no CERTIFICATE block in PEM", file: #fileID, line: #line)
+            throw OpenSSLError(
+                code: .invalidEncoding, reason: "no CERTIFICATE block in PEM", file: #fileID, line: #line)
         }
         try self.init(der: block.der)
     }
@@ -141,7 +143,8 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
         let constraints = raw.assumingMemoryBound(to: BASIC_CONSTRAINTS.self)
         defer { BASIC_CONSTRAINTS_free(constraints) }
         let pathLength = constraints.pointee.pathlen.map { Int(ASN1_INTEGER_get($0)) }
-        return Flagged(value: BasicConstraints(isCA: constraints.pointee.ca != 0, pathLength: pathLength), critical: critical == 1)
+        return Flagged(
+            value: BasicConstraints(isCA: constraints.pointee.ca != 0, pathLength: pathLength), critical: critical == 1)
     }
 
     public var keyUsage: Flagged<KeyUsage>? {
@@ -182,7 +185,8 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     public var extensionOIDs: [Flagged<String>] {
         (0..<X509_get_ext_count(pointer)).compactMap { index in
             guard let ext = X509_get_ext(pointer, index) else { return nil }
-            return Flagged(value: objectText(X509_EXTENSION_get_object(ext)), critical: X509_EXTENSION_get_critical(ext) == 1)
+            return Flagged(
+                value: objectText(X509_EXTENSION_get_object(ext)), critical: X509_EXTENSION_get_critical(ext) == 1)
         }
     }
 

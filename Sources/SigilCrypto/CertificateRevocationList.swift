@@ -14,7 +14,9 @@ public final class CertificateRevocationList: @unchecked Sendable {
     deinit { X509_CRL_free(pointer) }
 
     public convenience init(der: [UInt8]) throws {
-        let pointer = try decodeDER(der, "CRL", free: { X509_CRL_free($0) }) { cursor, length in d2i_X509_CRL(nil, cursor, length) }
+        let pointer = try decodeDER(der, "CRL", free: { X509_CRL_free($0) }) { cursor, length in
+            d2i_X509_CRL(nil, cursor, length)
+        }
         self.init(taking: pointer, der: der)
     }
 
@@ -61,10 +63,20 @@ public final class CertificateRevocationList: @unchecked Sendable {
         guard X509_CRL_set_version(crl, 1) == 1,
             X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer.certificate.pointer)) == 1
         else { throw OpenSSLError.drain(.operationFailed, "X509_CRL issuer") }
-        try withTime(thisUpdate) { guard X509_CRL_set1_lastUpdate(crl, $0) == 1 else { throw OpenSSLError.drain(.operationFailed, "lastUpdate") } }
-        try withTime(nextUpdate) { guard X509_CRL_set1_nextUpdate(crl, $0) == 1 else { throw OpenSSLError.drain(.operationFailed, "nextUpdate") } }
+        try withTime(thisUpdate) {
+            guard X509_CRL_set1_lastUpdate(crl, $0) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "lastUpdate")
+            }
+        }
+        try withTime(nextUpdate) {
+            guard X509_CRL_set1_nextUpdate(crl, $0) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "nextUpdate")
+            }
+        }
         for entry in entries {
-            guard let revoked = X509_REVOKED_new() else { throw OpenSSLError.drain(.operationFailed, "X509_REVOKED_new") }
+            guard let revoked = X509_REVOKED_new() else {
+                throw OpenSSLError.drain(.operationFailed, "X509_REVOKED_new")
+            }
             guard let serial = makeInteger(entry.serial) else {
                 X509_REVOKED_free(revoked)
                 throw OpenSSLError.drain(.operationFailed, "serial")
@@ -90,7 +102,9 @@ public final class CertificateRevocationList: @unchecked Sendable {
         }
         var numberBytes: [UInt8] = withUnsafeBytes(of: number.bigEndian, Array.init)
         numberBytes = Array(numberBytes.drop { $0 == 0 })
-        guard let integer = makeInteger(SerialNumber(bytes: numberBytes)) else { throw OpenSSLError.drain(.operationFailed, "crl number") }
+        guard let integer = makeInteger(SerialNumber(bytes: numberBytes)) else {
+            throw OpenSSLError.drain(.operationFailed, "crl number")
+        }
         defer { ASN1_INTEGER_free(integer) }
         guard X509_CRL_add1_ext_i2d(crl, NID_crl_number, integer, 0, UInt(X509V3_ADD_DEFAULT)) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "CRL number")

@@ -31,7 +31,9 @@ public final class CertificateSigningRequest: @unchecked Sendable {
     /// the structure (`Algorithms.structural`); the key is decoded by `decodeSubjectPublicKey`.
     public convenience init(der: [UInt8]) throws {
         guard DERStructure.isCertificationRequest(der) else {
-            throw OpenSSLError(code: .invalidEncoding, reason: "not a DER PKCS#10 request (BER lengths or missing fields)", file: #fileID, line: #line)
+            throw OpenSSLError(
+                code: .invalidEncoding, reason: "not a DER PKCS#10 request (BER lengths or missing fields)",
+                file: #fileID, line: #line)
         }
         let pointer = try decodeDER(der, "CSR", free: { X509_REQ_free($0) }) { cursor, length in
             ASN1_item_d2i_ex(nil, cursor, length, X509_REQ_it(), Algorithms.shared.structural, nil)
@@ -73,7 +75,8 @@ public final class CertificateSigningRequest: @unchecked Sendable {
                 throw OpenSSLError.drain(.operationFailed, "sk_X509_EXTENSION_new_null")
             }
             defer { copenssl_sk_X509_EXTENSION_pop_free(extensions) }
-            guard let ext = X509V3_EXT_i2d(NID_subject_alt_name, subject.isEmpty ? 1 : 0, UnsafeMutableRawPointer(names))
+            guard
+                let ext = X509V3_EXT_i2d(NID_subject_alt_name, subject.isEmpty ? 1 : 0, UnsafeMutableRawPointer(names))
             else { throw OpenSSLError.drain(.operationFailed, "X509V3_EXT_i2d(SAN)") }
             guard copenssl_sk_X509_EXTENSION_push(extensions, ext) > 0 else {
                 X509_EXTENSION_free(ext)

@@ -63,7 +63,8 @@ public enum CertificateSigner {
     public static func sign(
         _ template: CertificateTemplate, subjectKey: SubjectKey, issuer: SigningIdentity?
     ) throws -> Certificate {
-        if case .request(let request) = subjectKey, let issuer, let encoder = issuer.leafEncoder, LeafEncoder.canEncode(template),
+        if case .request(let request) = subjectKey, let issuer, let encoder = issuer.leafEncoder,
+            LeafEncoder.canEncode(template),
             let spki = request.publicKey?.der
         {
             return try Certificate(der: encoder.sign(template, subjectPublicKeyInfo: spki, key: issuer.key))
@@ -91,8 +92,11 @@ public enum CertificateSigner {
         guard X509_set_issuer_name(x509, issuerName) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "X509_set_issuer_name")
         }
-        guard ASN1_TIME_set(X509_getm_notBefore(x509), time_t(template.notBefore.timeIntervalSince1970.rounded(.down))) != nil,
-            ASN1_TIME_set(X509_getm_notAfter(x509), time_t(template.notAfter.timeIntervalSince1970.rounded(.down))) != nil
+        guard
+            ASN1_TIME_set(X509_getm_notBefore(x509), time_t(template.notBefore.timeIntervalSince1970.rounded(.down)))
+                != nil,
+            ASN1_TIME_set(X509_getm_notAfter(x509), time_t(template.notAfter.timeIntervalSince1970.rounded(.down)))
+                != nil
         else { throw OpenSSLError.drain(.operationFailed, "ASN1_TIME_set") }
 
         let signingKey: PrivateKey
@@ -102,11 +106,14 @@ public enum CertificateSigner {
                 throw OpenSSLError.drain(.invalidArgument, "cannot copy the CSR's public key")
             }
             guard let issuer else {
-                throw OpenSSLError(code: .invalidArgument, reason: "a CSR cannot be self-signed", file: #fileID, line: #line)
+                throw OpenSSLError(
+                    code: .invalidArgument, reason: "a CSR cannot be self-signed", file: #fileID, line: #line)
             }
             signingKey = issuer.key
         case .key(let key):
-            guard X509_set_pubkey(x509, key.pointer) == 1 else { throw OpenSSLError.drain(.operationFailed, "X509_set_pubkey") }
+            guard X509_set_pubkey(x509, key.pointer) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "X509_set_pubkey")
+            }
             signingKey = issuer?.key ?? key
         }
 
@@ -117,7 +124,8 @@ public enum CertificateSigner {
             // RFC 5280 §4.2.1.6: with an empty subject the SAN extension MUST be critical.
             let names = try makeGeneralNames(template.subjectAlternativeNames)
             defer { copenssl_sk_GENERAL_NAME_pop_free(names) }
-            try addExtension(NID_subject_alt_name, UnsafeMutableRawPointer(names), critical: template.subject.isEmpty, to: x509)
+            try addExtension(
+                NID_subject_alt_name, UnsafeMutableRawPointer(names), critical: template.subject.isEmpty, to: x509)
         }
         var ownKeyID: [UInt8]? = nil
         if template.basicConstraints.isCA {
@@ -130,9 +138,13 @@ public enum CertificateSigner {
         }
 
         let context = try DigestContext()
-        guard EVP_DigestSignInit(context.pointer, nil, signingDigest(for: signingKey.pointer), nil, signingKey.pointer) == 1
+        guard
+            EVP_DigestSignInit(context.pointer, nil, signingDigest(for: signingKey.pointer), nil, signingKey.pointer)
+                == 1
         else { throw OpenSSLError.drain(.operationFailed, "EVP_DigestSignInit") }
-        guard X509_sign_ctx(x509, context.pointer) > 0 else { throw OpenSSLError.drain(.operationFailed, "X509_sign_ctx") }
+        guard X509_sign_ctx(x509, context.pointer) > 0 else {
+            throw OpenSSLError.drain(.operationFailed, "X509_sign_ctx")
+        }
         // Parse back from DER: the caller gets exactly what a relying party will see, with a decodable key.
         let der = try encodeDER("certificate") { i2d_X509(x509, $0) }
         return try Certificate(der: der)
@@ -147,7 +159,9 @@ public enum CertificateSigner {
     }
 
     static func addBasicConstraints(_ constraints: BasicConstraints, to x509: OpaquePointer) throws {
-        guard let value = BASIC_CONSTRAINTS_new() else { throw OpenSSLError.drain(.operationFailed, "BASIC_CONSTRAINTS_new") }
+        guard let value = BASIC_CONSTRAINTS_new() else {
+            throw OpenSSLError.drain(.operationFailed, "BASIC_CONSTRAINTS_new")
+        }
         defer { BASIC_CONSTRAINTS_free(value) }
         value.pointee.ca = constraints.isCA ? 0xff : 0
         if constraints.isCA, let pathLength = constraints.pathLength {
@@ -160,16 +174,22 @@ public enum CertificateSigner {
     }
 
     static func addKeyUsage(_ usage: KeyUsage, to x509: OpaquePointer) throws {
-        guard let bits = ASN1_BIT_STRING_new() else { throw OpenSSLError.drain(.operationFailed, "ASN1_BIT_STRING_new") }
+        guard let bits = ASN1_BIT_STRING_new() else {
+            throw OpenSSLError.drain(.operationFailed, "ASN1_BIT_STRING_new")
+        }
         defer { ASN1_BIT_STRING_free(bits) }
         for bit in usage.bitNumbers {
-            guard ASN1_BIT_STRING_set_bit(bits, bit, 1) == 1 else { throw OpenSSLError.drain(.operationFailed, "set_bit") }
+            guard ASN1_BIT_STRING_set_bit(bits, bit, 1) == 1 else {
+                throw OpenSSLError.drain(.operationFailed, "set_bit")
+            }
         }
         try addExtension(NID_key_usage, UnsafeMutableRawPointer(bits), critical: true, to: x509)
     }
 
     static func addExtendedKeyUsage(_ usages: [ExtendedKeyUsage], to x509: OpaquePointer) throws {
-        guard let stack = copenssl_sk_ASN1_OBJECT_new_null() else { throw OpenSSLError.drain(.operationFailed, "sk_new") }
+        guard let stack = copenssl_sk_ASN1_OBJECT_new_null() else {
+            throw OpenSSLError.drain(.operationFailed, "sk_new")
+        }
         defer { copenssl_sk_ASN1_OBJECT_pop_free(stack) }
         for usage in usages {
             let object: OpaquePointer?
@@ -211,7 +231,9 @@ public enum CertificateSigner {
         try addExtension(NID_authority_key_identifier, UnsafeMutableRawPointer(aki), critical: false, to: x509)
     }
 
-    static func addExtension(_ nid: Int32, _ value: UnsafeMutableRawPointer, critical: Bool, to x509: OpaquePointer) throws {
+    static func addExtension(
+        _ nid: Int32, _ value: UnsafeMutableRawPointer, critical: Bool, to x509: OpaquePointer
+    ) throws {
         guard X509_add1_ext_i2d(x509, nid, value, critical ? 1 : 0, UInt(X509V3_ADD_DEFAULT)) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "X509_add1_ext_i2d(\(nid))")
         }

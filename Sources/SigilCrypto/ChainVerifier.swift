@@ -32,14 +32,18 @@ public enum ChainVerifier {
         if !crls.isEmpty { flags |= UInt(X509_V_FLAG_CRL_CHECK) | UInt(X509_V_FLAG_CRL_CHECK_ALL) }
         X509_STORE_set_flags(store, flags)
 
-        guard let untrusted = copenssl_sk_X509_new_null() else { throw OpenSSLError.drain(.operationFailed, "sk_X509_new") }
+        guard let untrusted = copenssl_sk_X509_new_null() else {
+            throw OpenSSLError.drain(.operationFailed, "sk_X509_new")
+        }
         defer { copenssl_sk_X509_free(untrusted) }  // the stack only borrows the certificates
         for intermediate in intermediates {
             guard copenssl_sk_X509_push(untrusted, intermediate.keyedPointer) > 0 else {
                 throw OpenSSLError.drain(.operationFailed, "sk_X509_push")
             }
         }
-        guard let context = X509_STORE_CTX_new() else { throw OpenSSLError.drain(.operationFailed, "X509_STORE_CTX_new") }
+        guard let context = X509_STORE_CTX_new() else {
+            throw OpenSSLError.drain(.operationFailed, "X509_STORE_CTX_new")
+        }
         defer { X509_STORE_CTX_free(context) }
         guard X509_STORE_CTX_init(context, store, leaf.keyedPointer, untrusted) == 1 else {
             throw OpenSSLError.drain(.operationFailed, "X509_STORE_CTX_init")

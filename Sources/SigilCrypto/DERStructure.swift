@@ -47,7 +47,9 @@ enum DERStructure {
     /// Whether every element in `bytes` (one element, no trailing bytes) has a definite, minimal length,
     /// recursing into constructed elements.
     static func isStrict(_ bytes: [UInt8]) -> Bool {
-        guard let root = element(bytes, at: 0, limit: bytes.count), root.contents.upperBound == bytes.count else { return false }
+        guard let root = element(bytes, at: 0, limit: bytes.count), root.contents.upperBound == bytes.count else {
+            return false
+        }
         return isStrict(bytes, root)
     }
 
@@ -62,7 +64,8 @@ enum DERStructure {
     /// attributes field is not optional, even when empty.
     static func isCertificationRequest(_ bytes: [UInt8]) -> Bool {
         guard isStrict(bytes), let request = element(bytes, at: 0, limit: bytes.count), request.tag == 0x30,
-            let parts = children(bytes, of: request), parts.count == 3, parts[0].tag == 0x30, parts[1].tag == 0x30, parts[2].tag == 0x03,
+            let parts = children(bytes, of: request), parts.count == 3, parts[0].tag == 0x30, parts[1].tag == 0x30,
+            parts[2].tag == 0x03,
             let info = children(bytes, of: parts[0]), info.count == 4
         else { return false }
         return info[0].tag == 0x02 && info[1].tag == 0x30 && info[2].tag == 0x30 && info[3].tag == 0xA0

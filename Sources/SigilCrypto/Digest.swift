@@ -26,7 +26,9 @@ public final class HMACSHA256: @unchecked Sendable {
     private let keyed: OpaquePointer
 
     public init(key: [UInt8]) {
-        let context = key.withUnsafeBufferPointer { copenssl_HMAC_SHA256_context(Algorithms.shared.hmac, $0.baseAddress, $0.count) }
+        let context = key.withUnsafeBufferPointer {
+            copenssl_HMAC_SHA256_context(Algorithms.shared.hmac, $0.baseAddress, $0.count)
+        }
         // Keying HMAC-SHA256 cannot fail short of allocation failure inside OpenSSL.
         guard let context else { preconditionFailure("HMAC-SHA256 context: \(drainErrorQueue())") }
         keyed = context
@@ -38,10 +40,13 @@ public final class HMACSHA256: @unchecked Sendable {
     public func authenticate(_ message: some Collection<UInt8>) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var length = 0
-        guard let context = EVP_MAC_CTX_dup(keyed) else { preconditionFailure("HMAC-SHA256 copy: \(drainErrorQueue())") }
+        guard let context = EVP_MAC_CTX_dup(keyed) else {
+            preconditionFailure("HMAC-SHA256 copy: \(drainErrorQueue())")
+        }
         defer { EVP_MAC_CTX_free(context) }
         let ok = Array(message).withUnsafeBufferPointer { data in
-            EVP_MAC_update(context, data.baseAddress, data.count) == 1 && EVP_MAC_final(context, &out, &length, out.count) == 1
+            EVP_MAC_update(context, data.baseAddress, data.count) == 1
+                && EVP_MAC_final(context, &out, &length, out.count) == 1
         }
         precondition(ok && length == 32, "HMAC-SHA256 failed: \(drainErrorQueue())")
         return out

@@ -110,7 +110,8 @@ public struct SerialNumber: Hashable, Sendable, CustomStringConvertible, Compara
     /// in page writes and cache misses.
     public static func timeOrdered(at date: Date) throws -> SerialNumber {
         let microseconds = UInt64(max(0, (date.timeIntervalSince1970 * 1_000_000).rounded(.down)))
-        return SerialNumber(bytes: withUnsafeBytes(of: microseconds.bigEndian, Array.init) + (try SecureRandom.bytes(8)))
+        return SerialNumber(
+            bytes: withUnsafeBytes(of: microseconds.bigEndian, Array.init) + (try SecureRandom.bytes(8)))
     }
 
     /// Lowercase hex without separators.
@@ -123,6 +124,7 @@ public struct SerialNumber: Hashable, Sendable, CustomStringConvertible, Compara
     }
 
     public static func < (lhs: SerialNumber, rhs: SerialNumber) -> Bool {
-        lhs.bytes.count != rhs.bytes.count ? lhs.bytes.count < rhs.bytes.count : lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+        lhs.bytes.count != rhs.bytes.count
+            ? lhs.bytes.count < rhs.bytes.count : lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
 }

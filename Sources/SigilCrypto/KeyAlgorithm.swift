@@ -12,7 +12,9 @@ public enum KeyAlgorithm: Hashable, Sendable, CustomStringConvertible {
     public static let p384 = KeyAlgorithm.ec(curve: "P-384")
 
     /// The algorithms `PrivateKey.generate` supports.
-    public static let generatable: [KeyAlgorithm] = [.p256, .p384, .rsa(bits: 2048), .rsa(bits: 3072), .rsa(bits: 4096), .ed25519]
+    public static let generatable: [KeyAlgorithm] = [
+        .p256, .p384, .rsa(bits: 2048), .rsa(bits: 3072), .rsa(bits: 4096), .ed25519,
+    ]
 
     /// Parses the configuration spelling: `ec-p256`, `ec-p384`, `rsa-2048`, `rsa-3072`, `rsa-4096`, `ed25519`.
     public init?(configurationName name: String) {

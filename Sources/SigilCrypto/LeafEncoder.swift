@@ -130,7 +130,9 @@ struct LeafEncoder: Sendable {
             guard EVP_PKEY_CTX_get_params(keyContext, &parameters) == 1 else { return 0 }
             return parameters[0].return_size
         }
-        guard length > 0, length <= buffer.count else { throw OpenSSLError.drain(.operationFailed, "signature algorithm-id") }
+        guard length > 0, length <= buffer.count else {
+            throw OpenSSLError.drain(.operationFailed, "signature algorithm-id")
+        }
         return Array(buffer.prefix(length))
     }
 }
@@ -183,7 +185,9 @@ struct DERWriter {
         }
         let utc = (1950..<2050).contains(year)
         digits(utc ? year % 100 : year, utc ? 2 : 4)
-        for value in [Int(parts.tm_mon) + 1, Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec)] {
+        for value in [
+            Int(parts.tm_mon) + 1, Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec),
+        ] {
             digits(value, 2)
         }
         text.append(UInt8(ascii: "Z"))
@@ -204,7 +208,9 @@ struct DERWriter {
         } else {
             let octets = (Int.bitWidth - length.leadingZeroBitCount + 7) / 8
             bytes.append(0x80 | UInt8(octets))
-            for index in stride(from: octets - 1, through: 0, by: -1) { bytes.append(UInt8(truncatingIfNeeded: length >> (index * 8))) }
+            for index in stride(from: octets - 1, through: 0, by: -1) {
+                bytes.append(UInt8(truncatingIfNeeded: length >> (index * 8)))
+            }
         }
     }
 }

@@ -66,7 +66,9 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
         case .other:
             throw OpenSSLError(code: .invalidArgument, reason: "cannot encode \(self)", file: #fileID, line: #line)
         }
-        guard let string = ASN1_IA5STRING_new() else { throw OpenSSLError.drain(.operationFailed, "ASN1_IA5STRING_new") }
+        guard let string = ASN1_IA5STRING_new() else {
+            throw OpenSSLError.drain(.operationFailed, "ASN1_IA5STRING_new")
+        }
         let bytes = Array(text.utf8)
         guard ASN1_STRING_set(string, bytes, Int32(bytes.count)) == 1, let name = GENERAL_NAME_new() else {
             ASN1_IA5STRING_free(string)
@@ -88,7 +90,9 @@ func readGeneralNames(_ stack: OpaquePointer?) -> [GeneralName] {
 
 /// Builds a GENERAL_NAMES stack (caller frees with `copenssl_sk_GENERAL_NAME_pop_free`).
 func makeGeneralNames(_ names: [GeneralName]) throws -> OpaquePointer {
-    guard let stack = copenssl_sk_GENERAL_NAME_new_null() else { throw OpenSSLError.drain(.operationFailed, "sk_GENERAL_NAME_new") }
+    guard let stack = copenssl_sk_GENERAL_NAME_new_null() else {
+        throw OpenSSLError.drain(.operationFailed, "sk_GENERAL_NAME_new")
+    }
     for name in names {
         do {
             let entry = try name.makeGeneralName()

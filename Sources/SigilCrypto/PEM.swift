@@ -57,22 +57,28 @@ public struct PEMBlock: Hashable, Sendable {
                     line.dropFirst(end.count).starts(with: current), line.suffix(dashes.count).elementsEqual(dashes)
                 {
                     guard let data = Data(base64Encoded: Data(body)), !data.isEmpty else {
-                        throw OpenSSLError(code: .invalidEncoding, reason: "bad base64 in PEM \(text(current))", file: #fileID, line: #line)
+                        throw OpenSSLError(
+                            code: .invalidEncoding, reason: "bad base64 in PEM \(text(current))", file: #fileID,
+                            line: #line)
                     }
                     blocks.append(PEMBlock(label: text(current), der: Array(data)))
                     label = nil
                     body = []
                 } else if line.starts(with: dashes) {
-                    throw OpenSSLError(code: .invalidEncoding, reason: "unterminated PEM \(text(current))", file: #fileID, line: #line)
+                    throw OpenSSLError(
+                        code: .invalidEncoding, reason: "unterminated PEM \(text(current))", file: #fileID, line: #line)
                 } else {
                     body += line
                 }
-            } else if line.count > begin.count + dashes.count, line.starts(with: begin), line.suffix(dashes.count).elementsEqual(dashes) {
+            } else if line.count > begin.count + dashes.count, line.starts(with: begin),
+                line.suffix(dashes.count).elementsEqual(dashes)
+            {
                 label = line.dropFirst(begin.count).dropLast(dashes.count)
             }
         }
         if let label {
-            throw OpenSSLError(code: .invalidEncoding, reason: "unterminated PEM \(text(label))", file: #fileID, line: #line)
+            throw OpenSSLError(
+                code: .invalidEncoding, reason: "unterminated PEM \(text(label))", file: #fileID, line: #line)
         }
         return blocks
     }

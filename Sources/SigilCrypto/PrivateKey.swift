@@ -16,16 +16,20 @@ public final class PrivateKey: @unchecked Sendable, CustomStringConvertible {
         case .ec: name = "EC"
         case .rsa: name = "RSA"
         case .ed25519: name = "ED25519"
-        case .other(let other): throw OpenSSLError(code: .unsupportedKey, reason: "cannot generate \(other)", file: #fileID, line: #line)
+        case .other(let other):
+            throw OpenSSLError(code: .unsupportedKey, reason: "cannot generate \(other)", file: #fileID, line: #line)
         }
         guard KeyAlgorithm.generatable.contains(algorithm) else {
-            throw OpenSSLError(code: .unsupportedKey, reason: "cannot generate \(algorithm)", file: #fileID, line: #line)
+            throw OpenSSLError(
+                code: .unsupportedKey, reason: "cannot generate \(algorithm)", file: #fileID, line: #line)
         }
         guard let context = EVP_PKEY_CTX_new_from_name(nil, name, nil) else {
             throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_CTX_new_from_name(\(name))")
         }
         defer { EVP_PKEY_CTX_free(context) }
-        guard EVP_PKEY_keygen_init(context) == 1 else { throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_keygen_init") }
+        guard EVP_PKEY_keygen_init(context) == 1 else {
+            throw OpenSSLError.drain(.operationFailed, "EVP_PKEY_keygen_init")
+        }
         switch algorithm {
         case .ec(let curve):
             let group = curve == "P-384" ? "P-384" : "P-256"
@@ -56,7 +60,9 @@ public final class PrivateKey: @unchecked Sendable, CustomStringConvertible {
 
     /// Reads a PKCS#8 DER private key.
     public convenience init(pkcs8DER der: [UInt8]) throws {
-        let key = try decodeDER(der, "private key", free: { EVP_PKEY_free($0) }) { cursor, length in d2i_AutoPrivateKey(nil, cursor, length) }
+        let key = try decodeDER(der, "private key", free: { EVP_PKEY_free($0) }) { cursor, length in
+            d2i_AutoPrivateKey(nil, cursor, length)
+        }
         self.init(taking: key)
     }
 
@@ -171,7 +177,9 @@ func keyWeakness(_ key: OpaquePointer) -> String? {
         defer { BN_free(exponent) }
         let bits = BN_num_bits(exponent)
         // The smallest 17-bit number, 2^16, is even: an odd exponent of 17 to 256 bits is ≥ 65537.
-        guard BN_is_odd(exponent) == 1, bits >= 17, bits <= 256 else { return "RSA public exponent is not odd and ≥ 65537" }
+        guard BN_is_odd(exponent) == 1, bits >= 17, bits <= 256 else {
+            return "RSA public exponent is not odd and ≥ 65537"
+        }
     }
     if EVP_PKEY_is_a(key, "EC") == 1 {
         var buffer = [CChar](repeating: 0, count: 32)

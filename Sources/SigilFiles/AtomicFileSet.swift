@@ -52,7 +52,9 @@ public enum AtomicFileSet {
         do {
             // The version directory is not visible yet: files are created in place, and one fsync of the
             // directory makes their names durable before the switch.
-            for file in files { try SecureFile.create(file.contents, at: versionPath + "/" + file.name, mode: file.mode) }
+            for file in files {
+                try SecureFile.create(file.contents, at: versionPath + "/" + file.name, mode: file.mode)
+            }
             SecureFile.syncDirectory(versionPath)
             for file in files {
                 let path = directory + "/" + file.name
@@ -98,7 +100,8 @@ public enum AtomicFileSet {
         var parts = tm()
         gmtime_r(&seconds, &parts)
         return String(
-            format: "%04d%02d%02dT%02d%02d%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            format: "%04d%02d%02dT%02d%02d%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+            Int(parts.tm_mday),
             Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(micros % 1_000_000))
     }
 
@@ -143,7 +146,9 @@ public enum AtomicFileSet {
         }
         for name in names where !name.hasPrefix("..") && name.contains(".tmp-") {
             let path = directory + "/" + name
-            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path), target.hasPrefix(currentLink + "/") {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path),
+                target.hasPrefix(currentLink + "/")
+            {
                 unlink(path)
             }
         }
@@ -169,7 +174,9 @@ public enum AtomicFileSet {
                 }
                 if entryName == "." || entryName == ".." { continue }
                 var info = stat()
-                guard fstatat(fd, entryName, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT != S_IFDIR else { continue }
+                guard fstatat(fd, entryName, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT != S_IFDIR else {
+                    continue
+                }
                 unlinkat(fd, entryName, 0)
             }
         } else {
@@ -187,7 +194,9 @@ public enum AtomicFileSet {
 
         init(directory: String) throws {
             fd = open(directory + "/..lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw FileError(.unavailable, reason: "cannot open \(directory)/..lock: \(errnoText())") }
+            guard fd >= 0 else {
+                throw FileError(.unavailable, reason: "cannot open \(directory)/..lock: \(errnoText())")
+            }
             guard flock(fd, LOCK_EX) == 0 else {
                 let reason = errnoText()
                 close(fd)

@@ -56,12 +56,17 @@ public enum SecureFile {
     public static func readPrivate(_ path: String, limit: Int = 1 << 20) throws -> Data {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
-            if errno == ELOOP { throw FileError(.insecure, reason: "\(path) is a symbolic link; secrets are read only from regular files") }
+            if errno == ELOOP {
+                throw FileError(
+                    .insecure, reason: "\(path) is a symbolic link; secrets are read only from regular files")
+            }
             throw FileError(.unavailable, reason: "cannot open \(path): \(errnoText())")
         }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw FileError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
+        guard fstat(fd, &info) == 0 else {
+            throw FileError(.unavailable, reason: "cannot stat \(path): \(errnoText())")
+        }
         try checkPrivate(info, path)
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -70,7 +75,9 @@ public enum SecureFile {
             if count < 0 { throw FileError(.unavailable, reason: "cannot read \(path): \(errnoText())") }
             if count == 0 { return data }
             data.append(contentsOf: buffer[..<count])
-            guard data.count <= limit else { throw FileError(.unavailable, reason: "\(path) is larger than \(limit) bytes") }
+            guard data.count <= limit else {
+                throw FileError(.unavailable, reason: "\(path) is larger than \(limit) bytes")
+            }
         }
     }
 
@@ -78,22 +85,30 @@ public enum SecureFile {
     /// that group and others cannot access.
     public static func requirePrivate(_ path: String) throws {
         var info = stat()
-        guard lstat(path, &info) == 0 else { throw FileError(.unavailable, reason: "cannot stat \(path): \(errnoText())") }
+        guard lstat(path, &info) == 0 else {
+            throw FileError(.unavailable, reason: "cannot stat \(path): \(errnoText())")
+        }
         try checkPrivate(info, path)
     }
 
     private static func checkPrivate(_ info: stat, _ path: String) throws {
         guard info.st_mode & S_IFMT == S_IFREG else {
-            throw FileError(.insecure, reason: "\(path) is not a regular file; secrets are read only from regular files")
+            throw FileError(
+                .insecure, reason: "\(path) is not a regular file; secrets are read only from regular files")
         }
         guard info.st_uid == geteuid() else {
             throw FileError(
-                .insecure, reason: "\(path) is owned by uid \(info.st_uid), not by the user Sigil runs as (uid \(geteuid())); run chown")
+                .insecure,
+                reason:
+                    "\(path) is owned by uid \(info.st_uid), not by the user Sigil runs as (uid \(geteuid())); run chown"
+            )
         }
         if info.st_mode & 0o077 != 0 {
             throw FileError(
                 .insecure,
-                reason: "\(path) is accessible by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
+                reason:
+                    "\(path) is accessible by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)"
+            )
         }
     }
 
@@ -102,15 +117,17 @@ public enum SecureFile {
         var info = stat()
         if stat(path, &info) != 0 {
             do {
-                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
-                throw FileError(.unavailable, reason: "cannot create data directory \(path): \(error.localizedDescription)")
+                throw FileError(
+                    .unavailable, reason: "cannot create data directory \(path): \(error.localizedDescription)")
             }
         } else if info.st_mode & 0o077 != 0 {
             guard chmod(path, 0o700) == 0 else {
-                throw FileError(.insecure, reason: "data directory \(path) is accessible by others and cannot be tightened")
+                throw FileError(
+                    .insecure, reason: "data directory \(path) is accessible by others and cannot be tightened")
             }
         }
     }
 }
-

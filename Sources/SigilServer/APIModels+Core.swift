@@ -10,8 +10,10 @@ extension IssuanceResponse {
     /// The answer for `issued`, with the current trust bundle roots as PEM.
     public init(_ issued: IssuedCertificate, trustBundle: [String]) {
         self.init(
-            spiffeID: issued.spiffeID.description, serial: issued.serial.hex, notBefore: Timestamp.seconds(issued.notBefore),
-            notAfter: Timestamp.seconds(issued.notAfter), renewAfter: Timestamp.seconds(issued.renewAfter), chain: issued.chainPEM,
+            spiffeID: issued.spiffeID.description, serial: issued.serial.hex,
+            notBefore: Timestamp.seconds(issued.notBefore),
+            notAfter: Timestamp.seconds(issued.notAfter), renewAfter: Timestamp.seconds(issued.renewAfter),
+            chain: issued.chainPEM,
             trustBundle: trustBundle)
     }
 
@@ -35,19 +37,26 @@ extension AuthorityView {
     public init(_ record: AuthorityRecord, liveCertificates: Int? = nil, now: Date? = nil) {
         let certificate = record.certificate
         self.init(
-            id: record.id, role: record.role.rawValue, state: record.state.rawValue, parentID: record.parentID, upstream: record.isUpstream,
-            subject: certificate.subject.description, serial: certificate.serial.hex, keyType: certificate.publicKey.algorithm.description,
+            id: record.id, role: record.role.rawValue, state: record.state.rawValue, parentID: record.parentID,
+            upstream: record.isUpstream,
+            subject: certificate.subject.description, serial: certificate.serial.hex,
+            keyType: certificate.publicKey.algorithm.description,
             sha256Fingerprint: certificate.sha256Fingerprint, publicKeySHA256: certificate.publicKey.sha256Fingerprint,
-            subjectKeyID: hexString(certificate.subjectKeyIdentifier ?? []), notBefore: Timestamp.seconds(record.notBefore),
+            subjectKeyID: hexString(certificate.subjectKeyIdentifier ?? []),
+            notBefore: Timestamp.seconds(record.notBefore),
             notAfter: Timestamp.seconds(record.notAfter), keyStored: record.hasKey, liveCertificates: liveCertificates,
             secondsLeft: now.map { max(0, Int64(record.notAfter.timeIntervalSince($0))) })
     }
 
     /// Views of every authority in `authorities`, with live counts from `counts` (per issuing authority id).
-    public static func all(_ authorities: AuthoritySet, liveCounts counts: [String: Int]? = nil, now: Date? = nil) -> [AuthorityView] {
+    public static func all(
+        _ authorities: AuthoritySet, liveCounts counts: [String: Int]? = nil, now: Date? = nil
+    ) -> [AuthorityView] {
         authorities.records.map { record in
             let live = counts.map { counts in
-                let issuing = record.role == .intermediate ? [record.id] : authorities.records.filter { $0.parentID == record.id }.map(\.id)
+                let issuing =
+                    record.role == .intermediate
+                    ? [record.id] : authorities.records.filter { $0.parentID == record.id }.map(\.id)
                 return issuing.reduce(0) { $0 + (counts[$1] ?? 0) }
             }
             return AuthorityView(record, liveCertificates: live, now: now)
@@ -62,8 +71,10 @@ extension SPIFFEBundle {
             keys: roots.map { root in
                 let parameters = root.jwkPublicParameters
                 return Key(
-                    use: "x509-svid", kty: root.publicKey.algorithm.jwkKeyType, crv: parameters["crv"], x: parameters["x"],
-                    y: parameters["y"], n: parameters["n"], e: parameters["e"], x5c: [Data(root.der).base64EncodedString()])
+                    use: "x509-svid", kty: root.publicKey.algorithm.jwkKeyType, crv: parameters["crv"],
+                    x: parameters["x"],
+                    y: parameters["y"], n: parameters["n"], e: parameters["e"],
+                    x5c: [Data(root.der).base64EncodedString()])
             }, spiffeSequence: sequence, spiffeRefreshHint: refreshHint.wholeSeconds)
     }
 
@@ -73,14 +84,16 @@ extension SPIFFEBundle {
 
 extension BlastRadiusReport {
     init(_ radius: BlastRadius) {
-        self.init(authorityIDs: radius.authorityIDs, liveCertificates: radius.liveCertificates, identities: radius.identities)
+        self.init(
+            authorityIDs: radius.authorityIDs, liveCertificates: radius.liveCertificates, identities: radius.identities)
     }
 }
 
 extension AdminRotateResponse {
     init(_ outcome: RotationOutcome) {
         self.init(
-            role: outcome.role, dryRun: outcome.dryRun, replaced: outcome.replaced, tainted: outcome.tainted, activated: outcome.activated,
+            role: outcome.role, dryRun: outcome.dryRun, replaced: outcome.replaced, tainted: outcome.tainted,
+            activated: outcome.activated,
             blastRadius: BlastRadiusReport(outcome.blastRadius))
     }
 }
@@ -88,7 +101,8 @@ extension AdminRotateResponse {
 extension AdminTaintResponse {
     init(_ outcome: TaintOutcome) {
         self.init(
-            authorityID: outcome.authorityID, role: outcome.role, dryRun: outcome.dryRun, previousState: outcome.previousState,
+            authorityID: outcome.authorityID, role: outcome.role, dryRun: outcome.dryRun,
+            previousState: outcome.previousState,
             blastRadius: BlastRadiusReport(outcome.blastRadius))
     }
 }

@@ -39,7 +39,8 @@ final class AdminAPI: Sendable {
         let counts = try await store.liveCounts(at: now)
         let lease = try await store.lease(leaseName, now: now)
         let body = AdminStatusResponse(
-            trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: now), leaseHolder: lease?.holder,
+            trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: now),
+            leaseHolder: lease?.holder,
             leaseExpiresAt: lease.map { SigilAPI.rfc3339($0.expiresAt) },
             authorities: AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now))
         try await ca.audit(.adminStatus, actor: try await actor(context))
@@ -48,9 +49,12 @@ final class AdminAPI: Sendable {
 
     func rotate(_ request: Request, context: SigilRequestContext) async throws -> Response {
         let body = try await decode(AdminRotateRequest.self, request)
-        guard let role = AuthorityRole(rawValue: body.role) else { throw CAError(.badRequest, reason: "role must be root or intermediate") }
+        guard let role = AuthorityRole(rawValue: body.role) else {
+            throw CAError(.badRequest, reason: "role must be root or intermediate")
+        }
         let outcome = try await ca.rotateNow(
-            role, taintOld: body.taintOld ?? false, dryRun: body.dryRun ?? false, reason: try requireReason(body.reason),
+            role, taintOld: body.taintOld ?? false, dryRun: body.dryRun ?? false,
+            reason: try requireReason(body.reason),
             actor: try await actor(context))
         logger.notice("admin rotate", metadata: ["sigil.role": "\(role.rawValue)", "sigil.outcome": "\(outcome)"])
         return try SigilAPI.json(AdminRotateResponse(outcome))
@@ -64,11 +68,15 @@ final class AdminAPI: Sendable {
         case (let id?, nil):
             let record = try await ca.revoke(id, reason: reason, actor: try await actor(context))
             logger.notice("admin revoke", metadata: [LogKey.authority: "\(record.id)"])
-            return try SigilAPI.json(AdminRevokedAuthority(id: record.id, role: record.role.rawValue, state: record.state.rawValue))
+            return try SigilAPI.json(
+                AdminRevokedAuthority(id: record.id, role: record.role.rawValue, state: record.state.rawValue))
         case (nil, let text?):
-            guard let serial = SerialNumber(hex: text) else { throw CAError(.badRequest, reason: "serial must be hexadecimal") }
+            guard let serial = SerialNumber(hex: text) else {
+                throw CAError(.badRequest, reason: "serial must be hexadecimal")
+            }
             let outcome = try await ca.revokeCertificate(serial, reason: reason, actor: try await actor(context))
-            logger.notice("admin revoke", metadata: [LogKey.serial: "\(outcome.serial)", LogKey.identity: "\(outcome.spiffeID)"])
+            logger.notice(
+                "admin revoke", metadata: [LogKey.serial: "\(outcome.serial)", LogKey.identity: "\(outcome.spiffeID)"])
             return try SigilAPI.json(AdminRevokedCertificate(outcome))
         default:
             throw CAError(.badRequest, reason: "name exactly one of authority_id and serial")
@@ -78,14 +86,18 @@ final class AdminAPI: Sendable {
     func taint(_ request: Request, context: SigilRequestContext) async throws -> Response {
         let body = try await decode(AdminTaintRequest.self, request)
         let outcome = try await ca.taint(
-            body.authorityID, reason: try requireReason(body.reason), dryRun: body.dryRun ?? false, actor: try await actor(context))
-        logger.notice("admin taint", metadata: [LogKey.authority: "\(outcome.authorityID)", "sigil.dry_run": "\(outcome.dryRun)"])
+            body.authorityID, reason: try requireReason(body.reason), dryRun: body.dryRun ?? false,
+            actor: try await actor(context))
+        logger.notice(
+            "admin taint", metadata: [LogKey.authority: "\(outcome.authorityID)", "sigil.dry_run": "\(outcome.dryRun)"])
         return try SigilAPI.json(AdminTaintResponse(outcome))
     }
 
     private func requireReason(_ reason: String) throws -> String {
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty else { throw CAError(.badRequest, reason: "a --reason is required for every admin verb") }
+        guard !trimmed.isEmpty else {
+            throw CAError(.badRequest, reason: "a --reason is required for every admin verb")
+        }
         return trimmed
     }
 
@@ -117,15 +129,19 @@ final class AdminAPI: Sendable {
 /// problem+json for the admin socket, like the public API.
 struct AdminProblemMiddleware: RouterMiddleware {
     typealias Context = SigilRequestContext
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as CAError {
             return error.response(requestID: context.requestID, detail: error.reason)
         } catch let error as HTTPError {
-            return CAError(error.status == .notFound ? .notFound : .badRequest, reason: "\(error)").response(requestID: context.requestID)
+            return CAError(error.status == .notFound ? .notFound : .badRequest, reason: "\(error)").response(
+                requestID: context.requestID)
         } catch {
-            return CAError(.internalError, reason: "\(error)").response(requestID: context.requestID, detail: "\(error)")
+            return CAError(.internalError, reason: "\(error)").response(
+                requestID: context.requestID, detail: "\(error)")
         }
     }
 }

@@ -15,7 +15,10 @@ public final class JSONLinesAuditSink: Sendable {
             handle = Mutex(FileHandle.standardOutput)
         } else {
             if !FileManager.default.fileExists(atPath: destination) {
-                guard FileManager.default.createFile(atPath: destination, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                guard
+                    FileManager.default.createFile(
+                        atPath: destination, contents: nil, attributes: [.posixPermissions: 0o600])
+                else {
                     throw CAError.configuration(reason: "cannot create audit sink \(destination)")
                 }
             }
@@ -33,7 +36,8 @@ public final class JSONLinesAuditSink: Sendable {
         do {
             try handle.withLock { try $0.write(contentsOf: Data(lines.utf8)) }
         } catch {
-            logger.warning("audit sink write failed; the store still holds the records", metadata: ["sigil.reason": "\(error)"])
+            logger.warning(
+                "audit sink write failed; the store still holds the records", metadata: ["sigil.reason": "\(error)"])
         }
     }
 }

@@ -37,10 +37,14 @@ struct JWKSRefreshService: Service {
             do {
                 let removed = try await verifier.refresh()
                 if !removed.isEmpty {
-                    logger.notice("token keys removed by the issuer are no longer trusted", metadata: ["sigil.kids": "\(removed.sorted())"])
+                    logger.notice(
+                        "token keys removed by the issuer are no longer trusted",
+                        metadata: ["sigil.kids": "\(removed.sorted())"])
                 }
             } catch {
-                logger.warning("refreshing the token issuer's JWKS failed; keeping the current keys", metadata: [LogKey.reason: "\(error)"])
+                logger.warning(
+                    "refreshing the token issuer's JWKS failed; keeping the current keys",
+                    metadata: [LogKey.reason: "\(error)"])
             }
         }
     }
@@ -63,9 +67,13 @@ struct DenialSummaryService: Service {
     func flush() async {
         guard let summary = budget.takeSummary() else { return }
         do {
-            try await ca.audit(.denySummary, actor: "anonymous", outcome: .failure, code: "denials_over_budget", reason: summary.reason)
+            try await ca.audit(
+                .denySummary, actor: "anonymous", outcome: .failure, code: "denials_over_budget", reason: summary.reason
+            )
         } catch {
-            logger.error("the denial summary could not be audited", metadata: [LogKey.reason: "\(error)", "sigil.denials": "\(summary.total)"])
+            logger.error(
+                "the denial summary could not be audited",
+                metadata: [LogKey.reason: "\(error)", "sigil.denials": "\(summary.total)"])
         }
     }
 }

@@ -24,9 +24,12 @@ public func buildServer(
     configuration: ServerConfiguration, clock: any WallClock, logger: Logger,
     onListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> SigilServerServices {
-    if configuration.tokenSource == .local && !NetworkAddress.isLoopback(configuration.host) && !configuration.localModeOnNetwork {
+    if configuration.tokenSource == .local && !NetworkAddress.isLoopback(configuration.host)
+        && !configuration.localModeOnNetwork
+    {
         throw CAError.configuration(
-            reason: "local mode (no token source: anyone who reads the data directory mints any identity) listens only on loopback; "
+            reason:
+                "local mode (no token source: anyone who reads the data directory mints any identity) listens only on loopback; "
                 + "configure a token source, or pass --local-mode to listen on \(configuration.host) anyway")
     }
     // Before anything is created: a token source that could be read in clear text is a configuration error.
@@ -38,7 +41,8 @@ public func buildServer(
     }
     let directory = DataDirectory(path: configuration.dataDirectory)
     let store = try await directory.openStore(
-        configuration.store, create: true, logger: logger, clock: clock, connectTimeout: configuration.storeConnectTimeout)
+        configuration.store, create: true, logger: logger, clock: clock,
+        connectTimeout: configuration.storeConnectTimeout)
     if let sink = configuration.auditSink {
         let stream = try JSONLinesAuditSink(destination: sink, logger: logger)
         store.observeAudit { stream.emit($0) }
@@ -46,7 +50,9 @@ public func buildServer(
     var authorityConfiguration = configuration.authority
     if let recorded = try await store.loadAuthorityConfiguration() {
         if recorded.trustDomain != configuration.authority.trustDomain {
-            logger.notice("using the trust domain recorded in the store", metadata: ["sigil.trust_domain": "\(recorded.trustDomain)"])
+            logger.notice(
+                "using the trust domain recorded in the store",
+                metadata: ["sigil.trust_domain": "\(recorded.trustDomain)"])
         }
         authorityConfiguration = recorded
     } else {
@@ -54,7 +60,8 @@ public func buildServer(
         try await store.saveAuthorityConfiguration(authorityConfiguration)
     }
     let ca = CertificateAuthority(
-        store: store, configuration: authorityConfiguration, policy: configuration.policy, rotation: configuration.rotation, clock: clock,
+        store: store, configuration: authorityConfiguration, policy: configuration.policy,
+        rotation: configuration.rotation, clock: clock,
         logger: logger)
     let created: Bool
     do {
@@ -65,7 +72,11 @@ public func buildServer(
         created = false
     }
     if created {
-        logger.notice("initialised a new CA", metadata: ["sigil.trust_domain": "\(authorityConfiguration.trustDomain)", "sigil.data_dir": "\(directory.path)"])
+        logger.notice(
+            "initialised a new CA",
+            metadata: [
+                "sigil.trust_domain": "\(authorityConfiguration.trustDomain)", "sigil.data_dir": "\(directory.path)",
+            ])
     }
     for role in [AuthorityRole.root, .intermediate] {
         if case .renew(let reason) = try await ca.plan(role) {
@@ -76,15 +87,19 @@ public func buildServer(
     // Stores written by versions that kept the keys of retired, tainted and revoked authorities.
     let erased = try await ca.eraseKeysOfNonSigningAuthorities()
     if !erased.isEmpty {
-        logger.notice("erased the private keys of authorities that no longer sign", metadata: ["sigil.authorities": "\(erased)"])
+        logger.notice(
+            "erased the private keys of authorities that no longer sign", metadata: ["sigil.authorities": "\(erased)"])
     }
 
     let metrics = ServerMetrics()
     var services: [any Service] = []
     let inner: any TokenVerifier
     func jwks(_ issuer: String, _ source: any JWKSSource) -> JWKSTokenVerifier {
-        let verifier = JWKSTokenVerifier(policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience), source: source, clock: clock)
-        services.append(JWKSRefreshService(verifier: verifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
+        let verifier = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience), source: source, clock: clock)
+        services.append(
+            JWKSRefreshService(
+                verifier: verifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
         return verifier
     }
     switch configuration.tokenSource {
@@ -92,7 +107,8 @@ public func buildServer(
         // Creates the development issuer's key and JWKS on first start; tokens are then checked like any JWKS's.
         _ = try LocalTokenIssuer.load(dataDirectory: directory.path, create: true)
         logger.warning(
-            "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production.")
+            "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production."
+        )
         inner = jwks(LocalTokenIssuer.issuerURL, FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)))
     case .jwksFile(let path):
         inner = jwks(try requireIssuer(configuration), FileJWKSSource(path: path))
@@ -108,7 +124,9 @@ public func buildServer(
     case .tokenReview(let url, let caFile, let credentialFile):
         let client = try makeTokenSourceClient(caFile: caFile)
         services.append(HTTPClientService(client: client))
-        inner = TokenReviewVerifier(url: url, credentialFile: credentialFile, audience: configuration.tokenAudience, client: client, clock: clock)
+        inner = TokenReviewVerifier(
+            url: url, credentialFile: credentialFile, audience: configuration.tokenAudience, client: client,
+            clock: clock)
     }
     let cache = CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)
 
@@ -121,9 +139,12 @@ public func buildServer(
 
     try await ca.audit(.start, actor: "system", reason: "sigil serve on \(configuration.host):\(configuration.port)")
     let denials = DenialBudget(perSecond: configuration.auditDenialBudget, clock: clock)
-    services.append(DenialSummaryService(budget: denials, ca: ca, interval: configuration.denialSummaryInterval, clock: clock, logger: logger))
+    services.append(
+        DenialSummaryService(
+            budget: denials, ca: ca, interval: configuration.denialSummaryInterval, clock: clock, logger: logger))
     let api = SigilAPI(
-        ca: ca, store: store, verifier: cache, auditKey: try await store.auditKey(), tokenCache: cache, denials: denials, metrics: metrics,
+        ca: ca, store: store, verifier: cache, auditKey: try await store.auditKey(), tokenCache: cache,
+        denials: denials, metrics: metrics,
         configuration: configuration, clock: clock, logger: logger)
     let router = Router(context: SigilRequestContext.self)
     api.addRoutes(to: router)
@@ -137,7 +158,8 @@ public func buildServer(
         additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout, logger: logger)],
         idleTimeout: TimeAmount(configuration.idleTimeout),
         // Bearer tokens are capped at 16 KiB by the verifier; larger header fields are refused by the parser.
-        httpDecoderConfiguration: .init(maxHeaderFieldSize: 32 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
+        httpDecoderConfiguration: .init(
+            maxHeaderFieldSize: 32 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
     let app = Application(
         router: router, server: try .tls(.http1(configuration: http), configuration: tls),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sigil"),
@@ -145,13 +167,16 @@ public func buildServer(
         logger: logger)
     let adminPath = configuration.adminSocket ?? directory.path + "/admin.sock"
     guard adminPath.utf8.count < 104 else {
-        throw CAError.configuration(reason: "admin socket path \(adminPath) is too long for a unix socket; set --admin-socket")
+        throw CAError.configuration(
+            reason: "admin socket path \(adminPath) is too long for a unix socket; set --admin-socket")
     }
     unlink(adminPath)  // a stale socket from a crashed run
     let adminRouter = Router(context: SigilRequestContext.self)
-    AdminAPI(ca: ca, store: store, clock: clock, logger: logger, leaseName: RotationService.leaseName).addRoutes(to: adminRouter)
+    AdminAPI(ca: ca, store: store, clock: clock, logger: logger, leaseName: RotationService.leaseName).addRoutes(
+        to: adminRouter)
     let admin = Application(
-        router: adminRouter, configuration: .init(address: .unixDomainSocket(path: adminPath), serverName: "sigil-admin"),
+        router: adminRouter,
+        configuration: .init(address: .unixDomainSocket(path: adminPath), serverName: "sigil-admin"),
         onServerRunning: { _ in chmod(adminPath, 0o600) }, logger: logger)
     services.insert(contentsOf: [app, admin, rotation] as [any Service], at: 0)
     services.append(LifecycleAuditService(ca: ca))

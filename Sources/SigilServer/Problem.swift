@@ -7,8 +7,10 @@ extension CAError.Code {
     /// The HTTP status for this code. Only SigilServer knows HTTP.
     var httpStatus: HTTPResponse.Status {
         switch self {
-        case .tokenInvalid, .tokenExpired, .audienceMismatch, .unauthenticated, .reauthenticationRequired: return .unauthorized
-        case .csrInvalid, .csrSignatureInvalid, .invalidSPIFFEID, .keyNotAllowed, .ttlOutOfRange, .badRequest: return .badRequest
+        case .tokenInvalid, .tokenExpired, .audienceMismatch, .unauthenticated, .reauthenticationRequired:
+            return .unauthorized
+        case .csrInvalid, .csrSignatureInvalid, .invalidSPIFFEID, .keyNotAllowed, .ttlOutOfRange, .badRequest:
+            return .badRequest
         case .identityMismatch, .policyDenied: return .forbidden
         case .rateLimited: return .tooManyRequests
         case .payloadTooLarge: return .contentTooLarge
@@ -28,15 +30,18 @@ extension CAError.Code {
         case .tokenInvalid: return "The bearer token is not valid for this service."
         case .tokenExpired: return "The bearer token has expired."
         case .audienceMismatch: return "The bearer token is not intended for this service."
-        case .unauthenticated: return "Authenticate with a service-account bearer token or a valid SVID client certificate."
-        case .reauthenticationRequired: return "The client certificate may no longer renew itself: authenticate with a service-account token."
+        case .unauthenticated:
+            return "Authenticate with a service-account bearer token or a valid SVID client certificate."
+        case .reauthenticationRequired:
+            return "The client certificate may no longer renew itself: authenticate with a service-account token."
         case .csrInvalid: return "The CSR could not be parsed as a PKCS#10 request."
         case .csrSignatureInvalid: return "The CSR signature does not verify (no proof of possession)."
         case .identityMismatch: return "The CSR asks for an identity other than the caller's."
         case .invalidSPIFFEID: return "The identity is not a valid SPIFFE ID."
         case .keyNotAllowed: return "The CSR's key type or size is not allowed."
         case .policyDenied: return "The request is not allowed by the issuance policy."
-        case .ttlOutOfRange: return "The requested lifetime is outside the policy or the signing authority's remaining life."
+        case .ttlOutOfRange:
+            return "The requested lifetime is outside the policy or the signing authority's remaining life."
         case .rateLimited: return "Too many requests; retry later."
         case .payloadTooLarge: return "The request body is too large."
         case .badRequest: return "The request body is not the expected JSON."

@@ -27,7 +27,8 @@ final class RotationService: Service {
     static let leaseDuration: Duration = .seconds(30)
 
     init(
-        ca: CertificateAuthority, store: any CAStore, identity: ServerIdentity, metrics: ServerMetrics, directory: DataDirectory,
+        ca: CertificateAuthority, store: any CAStore, identity: ServerIdentity, metrics: ServerMetrics,
+        directory: DataDirectory,
         clock: any WallClock, refreshInterval: Duration, logger: Logger
     ) {
         self.store = store
@@ -73,7 +74,12 @@ final class RotationService: Service {
                     next = min(next, clock.now + .seconds(1))  // a break-glass rotation is running; look again soon
                     continue
                 }
-                logger.notice("rotation", metadata: ["sigil.role": "\(role.rawValue)", "sigil.action": "\(action)", "sigil.authorities": "\(changed)"])
+                logger.notice(
+                    "rotation",
+                    metadata: [
+                        "sigil.role": "\(role.rawValue)", "sigil.action": "\(action)",
+                        "sigil.authorities": "\(changed)",
+                    ])
                 next = clock.now
             }
         }
@@ -81,7 +87,9 @@ final class RotationService: Service {
         try writeBundle(snapshot.authorities)
         if let signer = snapshot.signer {
             let issuedBy = identity.certificate?.authorityKeyIdentifier
-            if identity.renewAt.map({ $0 <= clock.now }) ?? true || issuedBy != signer.record.certificate.subjectKeyIdentifier {
+            if identity.renewAt.map({ $0 <= clock.now }) ?? true
+                || issuedBy != signer.record.certificate.subjectKeyIdentifier
+            {
                 try identity.renew(with: signer, at: clock.now)
                 logger.info("server certificate renewed", metadata: [LogKey.authority: "\(signer.record.id)"])
             }
@@ -94,7 +102,9 @@ final class RotationService: Service {
     /// Rewrites `bundle.pem` when the set of roots changed.
     private func writeBundle(_ authorities: AuthoritySet) throws {
         let pem = SPIFFEBundle.pem(authorities.bundleRoots(at: clock.now).map(\.certificate))
-        let current = FileManager.default.contents(atPath: directory.bundlePath).map { String(decoding: $0, as: UTF8.self) }
+        let current = FileManager.default.contents(atPath: directory.bundlePath).map {
+            String(decoding: $0, as: UTF8.self)
+        }
         if current != pem { try SecureFile.write(Data(pem.utf8), to: directory.bundlePath, mode: 0o644) }
     }
 }

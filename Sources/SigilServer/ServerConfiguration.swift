@@ -77,9 +77,11 @@ public struct ServerConfiguration: Sendable {
 
     public init(
         dataDirectory: String = "pki", host: String = "127.0.0.1", port: Int = 8443, store: String = "sqlite",
-        authority: AuthorityConfiguration, policy: IssuancePolicy = IssuancePolicy(), rotation: RotationPolicy = RotationPolicy(),
+        authority: AuthorityConfiguration, policy: IssuancePolicy = IssuancePolicy(),
+        rotation: RotationPolicy = RotationPolicy(),
         tokenSource: TokenSource = .local, tokenIssuer: String? = nil, tokenAudience: String = "sigil",
-        tlsNames: [String] = ["localhost", "127.0.0.1"], maxBodyBytes: Int = 64 * 1024, bundleRefreshHint: Duration = .seconds(300),
+        tlsNames: [String] = ["localhost", "127.0.0.1"], maxBodyBytes: Int = 64 * 1024,
+        bundleRefreshHint: Duration = .seconds(300),
         authorityRefreshInterval: Duration = .seconds(10), tokenCacheSize: Int = 10_000, auditSink: String? = nil
     ) {
         self.auditSink = auditSink

@@ -28,12 +28,17 @@ public final class ServerIdentity: Sendable {
         var dns: [GeneralName] = []
         var ips: [GeneralName] = []
         for name in names {
-            if name.contains(":") || name.split(separator: ".").allSatisfy({ Int($0) != nil }) { ips.append(.ip(name)) } else { dns.append(.dns(name)) }
+            if name.contains(":") || name.split(separator: ".").allSatisfy({ Int($0) != nil }) {
+                ips.append(.ip(name))
+            } else {
+                dns.append(.dns(name))
+            }
         }
         let notBefore = max((now - .seconds(30)).truncatedToSecond, signer.record.notBefore)
         let notAfter = min((now + .seconds(86_400)).truncatedToSecond, signer.record.notAfter)
         let template = CertificateTemplate(
-            serial: try SerialNumber.random(), subject: DistinguishedName([.init("O", "Sigil"), .init("CN", names.first ?? "sigil")]),
+            serial: try SerialNumber.random(),
+            subject: DistinguishedName([.init("O", "Sigil"), .init("CN", names.first ?? "sigil")]),
             notBefore: notBefore, notAfter: notAfter, basicConstraints: .endEntity, keyUsage: [.digitalSignature],
             extendedKeyUsage: [.serverAuth], subjectAlternativeNames: dns + ips)
         let certificate = try CertificateSigner.sign(template, subjectKey: .key(key), issuer: signer.identity)
@@ -52,7 +57,9 @@ public final class ServerIdentity: Sendable {
     /// requested but optional; any presented chain is checked by the route (against live authority state, taint
     /// included), not by the TLS layer, whose trust store could not follow rotations.
     func tlsConfiguration() throws -> TLSConfiguration {
-        guard let initial = current.withLock({ $0 }) else { throw CAError(.noActiveAuthority, reason: "no server certificate yet") }
+        guard let initial = current.withLock({ $0 }) else {
+            throw CAError(.noActiveAuthority, reason: "no server certificate yet")
+        }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: initial.chain.map { .certificate($0) }, privateKey: .privateKey(initial.key))
         configuration.minimumTLSVersion = .tlsv12

@@ -30,8 +30,10 @@ final class SigilAPI: Sendable {
     private let readiness = Mutex<(signedAt: Date, authorityID: String)?>(nil)
 
     init(
-        ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, auditKey: [UInt8], tokenCache: CachingTokenVerifier?,
-        denials: DenialBudget, metrics: ServerMetrics, configuration: ServerConfiguration, clock: any WallClock, logger: Logger
+        ca: CertificateAuthority, store: any CAStore, verifier: any TokenVerifier, auditKey: [UInt8],
+        tokenCache: CachingTokenVerifier?,
+        denials: DenialBudget, metrics: ServerMetrics, configuration: ServerConfiguration, clock: any WallClock,
+        logger: Logger
     ) {
         self.ca = ca
         self.store = store
@@ -49,7 +51,8 @@ final class SigilAPI: Sendable {
 
     /// Every public route and its method, so a known path with another method gets 405, not 404.
     static let routes: [String: String] = [
-        "/v1/certificates": "POST", "/v1/bundle": "GET", "/v1/bundle.pem": "GET", "/v1/authorities": "GET", "/v1/crl": "GET",
+        "/v1/certificates": "POST", "/v1/bundle": "GET", "/v1/bundle.pem": "GET", "/v1/authorities": "GET",
+        "/v1/crl": "GET",
         "/v1/crl.pem": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
     ]
 
@@ -62,7 +65,9 @@ final class SigilAPI: Sendable {
         router.get("/v1/authorities") { _, _ in try await self.authorities() }
         router.get("/v1/crl") { _, _ in try await self.crl() }
         router.get("/v1/crl.pem") { _, _ in try await self.crlsPEM() }
-        router.get("/v1/crl/{authority}") { _, context in try await self.crl(authorityID: context.parameters.get("authority") ?? "") }
+        router.get("/v1/crl/{authority}") { _, context in
+            try await self.crl(authorityID: context.parameters.get("authority") ?? "")
+        }
         router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
         router.get("/readyz") { _, _ in try await self.ready() }
         router.get("/metrics") { _, _ in self.prometheus() }
@@ -81,10 +86,15 @@ final class SigilAPI: Sendable {
             // let application/jsonp or "application/json, text/plain" through.
             let contentTypes = request.headers[values: .contentType]
             guard contentTypes.count == 1,
-                contentTypes[0].split(separator: ";", omittingEmptySubsequences: false)[0].trimmingOptionalWhitespace.lowercased()
+                contentTypes[0].split(separator: ";", omittingEmptySubsequences: false)[0].trimmingOptionalWhitespace
+                    .lowercased()
                     == "application/json"
             else {
-                throw CAError(.unsupportedMediaType, reason: "content type is not application/json: \(SafeText.excerpt(contentTypes.joined(separator: " | ")))")
+                throw CAError(
+                    .unsupportedMediaType,
+                    reason:
+                        "content type is not application/json: \(SafeText.excerpt(contentTypes.joined(separator: " | ")))"
+                )
             }
             if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
                 throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
@@ -92,14 +102,19 @@ final class SigilAPI: Sendable {
             let identity = try await authenticate(request, context: context, requester: &requester)
             if case .limited(let wait, let audit) = identityLimiter.take("identity \(identity)") {
                 auditRefusal = audit
-                throw CAError.rateLimited(reason: "identity \(identity) over \(identityLimiter.limit)", retryAfter: wait)
+                throw CAError.rateLimited(
+                    reason: "identity \(identity) over \(identityLimiter.limit)", retryAfter: wait)
             }
             let issuance = try IssuanceRequest(body: try await readBody(request), identity: identity)
             reachedAuthority = true
             let issued = try await ca.issue(issuance, requester: requester)
             let roots = try await ca.snapshot().trustBundlePEM
             logger.info(
-                "issued", metadata: [LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)", LogKey.requestID: "\(context.requestID)"])
+                "issued",
+                metadata: [
+                    LogKey.identity: "\(issued.spiffeID)", LogKey.serial: "\(issued.serial)",
+                    LogKey.requestID: "\(context.requestID)",
+                ])
             metrics.issued.increment()
             metrics.issuanceDuration.record(ContinuousClock.now - started)
             return Response(
@@ -110,7 +125,8 @@ final class SigilAPI: Sendable {
             // Rate-limit refusals are audited once per key a minute (and counted always): auditing each one
             // durably would let a flood cost the CA a disk write per request. Refusals before authentication
             // succeeded are audited within the denial budget, the rest counted and summarised.
-            if !reachedAuthority && auditRefusal && !requester.isAuthenticated && !denials.admit(refusal.code.rawValue) {
+            if !reachedAuthority && auditRefusal && !requester.isAuthenticated && !denials.admit(refusal.code.rawValue)
+            {
                 auditRefusal = false
                 metrics.deniedUnaudited.increment()
             }
@@ -132,7 +148,10 @@ final class SigilAPI: Sendable {
         metrics.denied(error.code)
         logger.log(
             level: audit ? .notice : .debug, "request refused",
-            metadata: [LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)", LogKey.requestID: "\(requester.requestID ?? "")"])
+            metadata: [
+                LogKey.code: "\(error.code)", LogKey.reason: "\(error.reason)",
+                LogKey.requestID: "\(requester.requestID ?? "")",
+            ])
         return error
     }
 
@@ -148,7 +167,8 @@ final class SigilAPI: Sendable {
         }
         let requester = Requester(actor: "anonymous", requestID: context.requestID, clientAddress: address)
         throw await refused(
-            CAError.rateLimited(reason: "\(key) over \(clientLimiter.limit)", retryAfter: wait), requester: requester, audit: audit)
+            CAError.rateLimited(reason: "\(key) over \(clientLimiter.limit)", retryAfter: wait), requester: requester,
+            audit: audit)
     }
 
     private func readBody(_ request: Request) async throws -> [UInt8] {
@@ -165,7 +185,9 @@ final class SigilAPI: Sendable {
 
     /// The caller's identity: from a bearer token, else from a client certificate that Sigil issued and that
     /// may still renew (`CertificateAuthority.authorizeRenewal`).
-    private func authenticate(_ request: Request, context: SigilRequestContext, requester: inout Requester) async throws -> SPIFFEID {
+    private func authenticate(
+        _ request: Request, context: SigilRequestContext, requester: inout Requester
+    ) async throws -> SPIFFEID {
         if let authorization = request.headers[.authorization] {
             let prefix = "bearer "
             guard authorization.prefix(prefix.count).lowercased() == prefix else {
@@ -211,20 +233,29 @@ final class SigilAPI: Sendable {
         let snapshot = try await ca.snapshot()
         let now = clock.now
         let roots = snapshot.authorities.bundleRoots(at: now).map(\.certificate)
-        let body = try SPIFFEBundle(roots: roots, sequence: snapshot.bundleSequence(at: now), refreshHint: configuration.bundleRefreshHint).json()
+        let body = try SPIFFEBundle(
+            roots: roots, sequence: snapshot.bundleSequence(at: now), refreshHint: configuration.bundleRefreshHint
+        ).json()
         let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
-        if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingOptionalWhitespace == etag }) {
+        if let match = request.headers[.ifNoneMatch],
+            match.split(separator: ",").contains(where: { $0.trimmingOptionalWhitespace == etag })
+        {
             return Response(status: .notModified, headers: [.eTag: etag])
         }
         return Response(
-            status: .ok, headers: [.contentType: "application/json", .eTag: etag, .cacheControl: "max-age=\(configuration.bundleRefreshHint.wholeSeconds)"],
+            status: .ok,
+            headers: [
+                .contentType: "application/json", .eTag: etag,
+                .cacheControl: "max-age=\(configuration.bundleRefreshHint.wholeSeconds)",
+            ],
             body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     func bundlePEM() async throws -> Response {
         let roots = try await ca.snapshot().authorities.bundleRoots(at: clock.now).map(\.certificate)
         return Response(
-            status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: SPIFFEBundle.pem(roots))))
+            status: .ok, headers: [.contentType: "application/x-pem-file"],
+            body: .init(byteBuffer: ByteBuffer(string: SPIFFEBundle.pem(roots))))
     }
 
     func authorities() async throws -> Response {
@@ -234,14 +265,18 @@ final class SigilAPI: Sendable {
                 trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: clock.now),
                 authorities: AuthorityView.all(snapshot.authorities)))
         let etag = "\"\(hexString(Digest.sha256(body).prefix(16)))\""
-        return Response(status: .ok, headers: [.contentType: "application/json", .eTag: etag], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .eTag: etag],
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     /// DER CRL of the intermediates the active root revoked (`/v1/crl`), from memory: CRLs are signed when
     /// their list changes, never per request.
     func crl() async throws -> Response {
         let snapshot = try await ca.snapshot()
-        guard let root = snapshot.authorities.active(.root) else { throw CAError(.noActiveAuthority, reason: "no active root") }
+        guard let root = snapshot.authorities.active(.root) else {
+            throw CAError(.noActiveAuthority, reason: "no active root")
+        }
         return try crlResponse(snapshot.crls[root.id], authorityID: root.id)
     }
 
@@ -253,15 +288,21 @@ final class SigilAPI: Sendable {
 
     private func crlResponse(_ list: CertificateRevocationList?, authorityID: String) throws -> Response {
         guard let list else {
-            throw CAError(.notFound, reason: "no CRL for authority \(SafeText.excerpt(authorityID)) (unknown, expired, or without a key)")
+            throw CAError(
+                .notFound,
+                reason: "no CRL for authority \(SafeText.excerpt(authorityID)) (unknown, expired, or without a key)")
         }
-        return Response(status: .ok, headers: [.contentType: "application/pkix-crl"], body: .init(byteBuffer: ByteBuffer(bytes: list.der)))
+        return Response(
+            status: .ok, headers: [.contentType: "application/pkix-crl"],
+            body: .init(byteBuffer: ByteBuffer(bytes: list.der)))
     }
 
     /// Every current CRL as PEM, one after another (what a relying party such as Envoy loads as its `crl`).
     func crlsPEM() async throws -> Response {
         let lists = try await ca.snapshot().crls.sorted { $0.key < $1.key }.map(\.value.pem).joined()
-        return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: lists)))
+        return Response(
+            status: .ok, headers: [.contentType: "application/x-pem-file"],
+            body: .init(byteBuffer: ByteBuffer(string: lists)))
     }
 
     /// Ready when the store answers and the active intermediate can sign. The store is asked every time (a
@@ -273,9 +314,13 @@ final class SigilAPI: Sendable {
         do {
             _ = try await store.bundleSequence()
             let signer = try await ca.signingAuthority()
-            guard !signer.record.isExpired(at: now) else { throw CAError(.noActiveAuthority, reason: "active intermediate expired") }
+            guard !signer.record.isExpired(at: now) else {
+                throw CAError(.noActiveAuthority, reason: "active intermediate expired")
+            }
             let recent = readiness.withLock { last in
-                last.map { $0.authorityID == signer.record.id && $0.signedAt <= now && now.timeIntervalSince($0.signedAt) < 1 } ?? false
+                last.map {
+                    $0.authorityID == signer.record.id && $0.signedAt <= now && now.timeIntervalSince($0.signedAt) < 1
+                } ?? false
             }
             if !recent {
                 _ = try signer.identity.key.sign(Array("sigil readiness".utf8))
@@ -290,7 +335,8 @@ final class SigilAPI: Sendable {
     }
 
     private func readinessResponse(_ ready: Bool) throws -> Response {
-        ready ? try Self.json(["status": "ready"]) : try Self.json(["status": "unavailable"], status: .serviceUnavailable)
+        ready
+            ? try Self.json(["status": "ready"]) : try Self.json(["status": "unavailable"], status: .serviceUnavailable)
     }
 
     func prometheus() -> Response {
@@ -328,7 +374,9 @@ extension Substring {
     /// `trimmingCharacters(in:)` bridges to NSString: on a bearer token that was 7 % of the server's CPU.
     var trimmingOptionalWhitespace: Substring {
         let isText = { (byte: UInt8) in byte != 0x20 && byte != 0x09 }
-        guard let first = utf8.firstIndex(where: isText), let last = utf8.lastIndex(where: isText) else { return self[endIndex...] }
+        guard let first = utf8.firstIndex(where: isText), let last = utf8.lastIndex(where: isText) else {
+            return self[endIndex...]
+        }
         return self[first...last]
     }
 }
@@ -348,7 +396,9 @@ struct ClientRateLimitMiddleware: RouterMiddleware {
     typealias Context = SigilRequestContext
     let api: SigilAPI
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         try await api.admitClient(context)
         return try await next(request, context)
     }
@@ -360,11 +410,15 @@ struct ProblemMiddleware: RouterMiddleware {
     let metrics: ServerMetrics
     let logger: Logger
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         let response: Response
         do {
             // RFC 9112 §3.2: a request without a Host header is a 400 (HTTPTypes carries it as the authority).
-            guard request.head.authority != nil else { throw CAError(.badRequest, reason: "request without a Host header") }
+            guard request.head.authority != nil else {
+                throw CAError(.badRequest, reason: "request without a Host header")
+            }
             response = try await next(request, context)
         } catch let error as CAError {
             response = error.response(requestID: context.requestID)
@@ -379,10 +433,13 @@ struct ProblemMiddleware: RouterMiddleware {
             default: code = error.status.code < 500 ? .badRequest : .internalError
             }
             var problem = CAError(code, reason: "\(error)").response(requestID: context.requestID)
-            if code == .methodNotAllowed, let allowed = SigilAPI.routes[request.uri.path] { problem.headers[.allow] = allowed }
+            if code == .methodNotAllowed, let allowed = SigilAPI.routes[request.uri.path] {
+                problem.headers[.allow] = allowed
+            }
             response = problem
         } catch {
-            logger.error("unexpected error", metadata: [LogKey.reason: "\(error)", LogKey.requestID: "\(context.requestID)"])
+            logger.error(
+                "unexpected error", metadata: [LogKey.reason: "\(error)", LogKey.requestID: "\(context.requestID)"])
             response = CAError(.internalError, reason: "\(error)").response(requestID: context.requestID)
         }
         metrics.request(route: context.endpointPath ?? "unmatched", status: response.status.code)

@@ -25,7 +25,8 @@ public struct DataDirectory: Sendable {
         if create {
             try StorageError.mappingFiles { try SecureFile.ensurePrivateDirectory(path) }
         } else if !isInitialized {
-            throw StorageError(.notFound, reason: "no Sigil store in \(path): run `sigil init --data-dir \(path)` or `sigil serve`")
+            throw StorageError(
+                .notFound, reason: "no Sigil store in \(path): run `sigil init --data-dir \(path)` or `sigil serve`")
         }
         let kek = try KeyEncryptionKey.load(path: kekPath, create: create)
         return try SQLiteStore(path: databasePath, kek: kek, clock: clock)
@@ -55,10 +56,14 @@ extension AuthorityStore {
     public func loadAuthorityConfiguration() async throws -> AuthorityConfiguration? {
         guard let domain = try await setting(SettingKey.trustDomain) else { return nil }
         var configuration = AuthorityConfiguration(trustDomain: try TrustDomain(domain))
-        if let key = try await setting(SettingKey.authorityKeyType), let algorithm = KeyAlgorithm(configurationName: key) {
+        if let key = try await setting(SettingKey.authorityKeyType),
+            let algorithm = KeyAlgorithm(configurationName: key)
+        {
             configuration.keyAlgorithm = algorithm
         }
-        if let root = try await setting(SettingKey.rootLifetime).flatMap(Int64.init) { configuration.rootLifetime = .seconds(root) }
+        if let root = try await setting(SettingKey.rootLifetime).flatMap(Int64.init) {
+            configuration.rootLifetime = .seconds(root)
+        }
         if let intermediate = try await setting(SettingKey.intermediateLifetime).flatMap(Int64.init) {
             configuration.intermediateLifetime = .seconds(intermediate)
         }
@@ -78,7 +83,8 @@ extension DataDirectory {
     /// - Parameter connectTimeout: how long to keep trying to reach a PostgreSQL server (each failed attempt is
     ///   logged with its cause) before giving up with the last cause. Default 30 s (`store_connect_timeout`).
     public func openStore(
-        _ store: String, create: Bool, logger: Logger, clock: any WallClock = SystemClock(), connectTimeout: Duration = .seconds(30)
+        _ store: String, create: Bool, logger: Logger, clock: any WallClock = SystemClock(),
+        connectTimeout: Duration = .seconds(30)
     ) async throws -> any SigilStoreBackend {
         if store == "sqlite" { return try openSQLiteStore(create: create, clock: clock) }
         guard store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") else {
@@ -86,6 +92,7 @@ extension DataDirectory {
         }
         if create { try StorageError.mappingFiles { try SecureFile.ensurePrivateDirectory(path) } }
         let kek = try KeyEncryptionKey.load(path: kekPath, create: create)
-        return try await PostgresStore(url: store, kek: kek, logger: logger, clock: clock, connectTimeout: connectTimeout)
+        return try await PostgresStore(
+            url: store, kek: kek, logger: logger, clock: clock, connectTimeout: connectTimeout)
     }
 }

@@ -50,7 +50,9 @@ final class GroupCommit: Sendable {
                         return records
                     }, continuation))
         }
-        guard let value = result.withLock({ $0 }) else { throw StorageError(.unavailable, reason: "a store write returned nothing") }
+        guard let value = result.withLock({ $0 }) else {
+            throw StorageError(.unavailable, reason: "a store write returned nothing")
+        }
         return value
     }
 
@@ -153,7 +155,9 @@ enum StoreDeadline {
             }
             Task {
                 try? await Task.sleep(for: timeout)
-                if outcome.finish(.failure(StorageError(.unavailable, reason: "\(what) did not answer within \(timeout)"))) {
+                if outcome.finish(
+                    .failure(StorageError(.unavailable, reason: "\(what) did not answer within \(timeout)")))
+                {
                     work.cancel()
                 }
             }
@@ -165,7 +169,9 @@ enum StoreDeadline {
 final class DeadlineOutcome<T: Sendable>: Sendable {
     private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, done: Bool)>((nil, false))
 
-    func install(_ continuation: CheckedContinuation<T, any Error>) { state.withLock { $0.continuation = continuation } }
+    func install(_ continuation: CheckedContinuation<T, any Error>) {
+        state.withLock { $0.continuation = continuation }
+    }
 
     /// Resumes the waiter with `result` if nothing did before; returns whether this call did.
     @discardableResult

@@ -15,7 +15,9 @@ public struct KeyEncryptionKey: Sendable {
     }
 
     /// A fresh random key.
-    public static func generate() throws -> KeyEncryptionKey { try KeyEncryptionKey(bytes: SecureRandom.bytes(AESGCM.keyLength)) }
+    public static func generate() throws -> KeyEncryptionKey {
+        try KeyEncryptionKey(bytes: SecureRandom.bytes(AESGCM.keyLength))
+    }
 
     /// Reads the key at `path`, creating it (mode 0600) if `create` and it does not exist.
     /// Refuses a symlink, a file of another user, or one that group or others can access (`SecureFile.readPrivate`).
@@ -27,7 +29,8 @@ public struct KeyEncryptionKey: Sendable {
             try StorageError.mappingFiles { try SecureFile.write(Data(key.bytes), to: path) }
             return key
         }
-        return try KeyEncryptionKey(bytes: Array(try StorageError.mappingFiles { try SecureFile.readPrivate(path, limit: 1024) }))
+        return try KeyEncryptionKey(
+            bytes: Array(try StorageError.mappingFiles { try SecureFile.readPrivate(path, limit: 1024) }))
     }
 
     func seal(_ plaintext: [UInt8], context: String) throws -> [UInt8] {
@@ -38,7 +41,8 @@ public struct KeyEncryptionKey: Sendable {
         do {
             return try AESGCM.open(sealed, key: bytes, associatedData: Array(context.utf8))
         } catch {
-            throw StorageError(.corrupt, reason: "sealed key for \(context) does not open: wrong key-encryption key or tampered row")
+            throw StorageError(
+                .corrupt, reason: "sealed key for \(context) does not open: wrong key-encryption key or tampered row")
         }
     }
 }

@@ -32,7 +32,8 @@ public struct PostgresLocation: Sendable, Equatable {
     public let rootCertificates: String?
 
     public init(url: String) throws {
-        guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",
+        guard let components = URLComponents(string: url),
+            components.scheme == "postgres" || components.scheme == "postgresql",
             let host = components.host, !host.isEmpty, let user = components.user
         else { throw StorageError(.unavailable, reason: "store URL must be postgres://user@host:port/database") }
         self.host = host
@@ -43,7 +44,8 @@ public struct PostgresLocation: Sendable, Equatable {
         database = path.isEmpty ? nil : path
         let items = components.queryItems ?? []
         for item in items where !["sslmode", "sslrootcert"].contains(item.name) {
-            throw StorageError(.unavailable, reason: "store URL parameter \(item.name) is not supported (sslmode, sslrootcert)")
+            throw StorageError(
+                .unavailable, reason: "store URL parameter \(item.name) is not supported (sslmode, sslrootcert)")
         }
         rootCertificates = items.first { $0.name == "sslrootcert" }?.value
         if let mode = items.first(where: { $0.name == "sslmode" })?.value {
@@ -52,7 +54,8 @@ public struct PostgresLocation: Sendable, Equatable {
             default:
                 guard let parsed = TLSMode(rawValue: mode) else {
                     throw StorageError(
-                        .unavailable, reason: "sslmode \(mode) is not one of disable, allow, prefer, require, verify-ca, verify-full")
+                        .unavailable,
+                        reason: "sslmode \(mode) is not one of disable, allow, prefer, require, verify-ca, verify-full")
                 }
                 tlsMode = parsed
             }
@@ -62,7 +65,9 @@ public struct PostgresLocation: Sendable, Equatable {
     }
 
     /// Where the store is, for messages: never the password.
-    public var description: String { "postgres://\(user)@\(host):\(port)/\(database ?? "") (sslmode \(tlsMode.rawValue))" }
+    public var description: String {
+        "postgres://\(user)@\(host):\(port)/\(database ?? "") (sslmode \(tlsMode.rawValue))"
+    }
 
     /// The TLS client configuration for this mode (nil for `disable`).
     func tlsConfiguration() throws -> TLSConfiguration? {

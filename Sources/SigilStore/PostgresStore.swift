@@ -33,7 +33,8 @@ public final class PostgresStore: SigilStoreBackend {
     /// - Parameter clock: times the records the store writes on its own (the one-time re-link of the chain)
     ///   and the connection attempts.
     public init(
-        url: String, kek: KeyEncryptionKey, logger: Logger, clock: any WallClock = SystemClock(), connectTimeout: Duration = .seconds(30)
+        url: String, kek: KeyEncryptionKey, logger: Logger, clock: any WallClock = SystemClock(),
+        connectTimeout: Duration = .seconds(30)
     ) async throws {
         let location = try PostgresLocation(url: url)
         let tls = try location.tlsConfiguration()
@@ -63,14 +64,16 @@ public final class PostgresStore: SigilStoreBackend {
             chainKey = AuditChainKey(auditKey: try await Self.auditKey(client, kek: kek, logger: logger))
             let (integrity, chainKey) = (self.integrity, self.chainKey)
             upgraded = try await client.withTransaction(logger: logger) { connection in
-                try await Self.upgradeFormat(connection, integrity: integrity, chainKey: chainKey, now: clock.now, logger: logger)
+                try await Self.upgradeFormat(
+                    connection, integrity: integrity, chainKey: chainKey, now: clock.now, logger: logger)
             }
         } catch let error as StorageError where error.code == .corrupt {
             runTask.cancel()
             throw error  // a wrong key-encryption key, not an unreachable server
         } catch {
             runTask.cancel()
-            throw StorageError(.unavailable, reason: "cannot open PostgreSQL store \(location.description): \(Self.cause(of: error))")
+            throw StorageError(
+                .unavailable, reason: "cannot open PostgreSQL store \(location.description): \(Self.cause(of: error))")
         }
         let chainKey = self.chainKey
         commits = GroupCommit { items in
@@ -78,7 +81,9 @@ public final class PostgresStore: SigilStoreBackend {
                 var chain = try await Self.chain(connection, key: chainKey, logger: logger)
                 var records: [AuditRecord] = []
                 for item in items {
-                    if let inventory = item.inventory { try await Self.execute(connection, StoreSQL.insertCertificate(inventory), logger) }
+                    if let inventory = item.inventory {
+                        try await Self.execute(connection, StoreSQL.insertCertificate(inventory), logger)
+                    }
                     let record = chain.append(item.event)
                     try await Self.execute(connection, StoreSQL.insertAudit(record), logger)
                     records.append(record)
@@ -91,7 +96,9 @@ public final class PostgresStore: SigilStoreBackend {
 
     deinit { runTask.cancel() }
 
-    public func observeAudit(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) { commits.observers.add(observer) }
+    public func observeAudit(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) {
+        commits.observers.add(observer)
+    }
 
     /// Tries to open one connection until it succeeds or `timeout` passes, logging each failure with its cause.
     static func waitUntilReachable(
@@ -105,7 +112,8 @@ public final class PostgresStore: SigilStoreBackend {
             default: connectionTLS = .require(try NIOSSLContext(configuration: tls ?? .makeClientConfiguration()))
             }
         } catch {
-            throw StorageError(.unavailable, reason: "PostgreSQL TLS configuration for \(location.description): \(error)")
+            throw StorageError(
+                .unavailable, reason: "PostgreSQL TLS configuration for \(location.description): \(error)")
         }
         var configuration = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.user, password: location.password,
@@ -117,7 +125,8 @@ public final class PostgresStore: SigilStoreBackend {
         while true {
             do {
                 let connection = try await PostgresConnection.connect(
-                    on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: attempt, logger: logger
+                    on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration, id: attempt,
+                    logger: logger
                 ).get()
                 try? await connection.close()
                 return
@@ -127,13 +136,16 @@ public final class PostgresStore: SigilStoreBackend {
                 if now >= deadline {
                     throw StorageError(
                         .unavailable,
-                        reason: "PostgreSQL at \(location.description) unreachable after \(attempt) attempt(s) in \(timeout.humanReadable): \(cause)")
+                        reason:
+                            "PostgreSQL at \(location.description) unreachable after \(attempt) attempt(s) in \(timeout.humanReadable): \(cause)"
+                    )
                 }
                 let next = min(delay, .milliseconds(Int64(max(0, deadline.timeIntervalSince(now)) * 1000)))
                 logger.warning(
                     "PostgreSQL store not reachable; retrying",
                     metadata: [
-                        "sigil.store": "\(location.description)", "sigil.attempt": "\(attempt)", "sigil.cause": "\(cause)",
+                        "sigil.store": "\(location.description)", "sigil.attempt": "\(attempt)",
+                        "sigil.cause": "\(cause)",
                         "sigil.retry_in": "\(next.humanReadable)",
                     ])
                 try await clock.sleep(until: now + next)
@@ -149,13 +161,17 @@ public final class PostgresStore: SigilStoreBackend {
         case let error as PSQLError:
             var parts: [String] = []
             if let message = error.serverInfo?[.message] {
-                parts.append("server says: \(message)" + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""))
+                parts.append(
+                    "server says: \(message)" + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""))
             }
             switch error.code {
-            case .sslUnsupported: parts.append("the server does not offer TLS, and the URL's sslmode requires it (sslmode=disable for plain)")
+            case .sslUnsupported:
+                parts.append(
+                    "the server does not offer TLS, and the URL's sslmode requires it (sslmode=disable for plain)")
             case .failedToAddSSLHandler: parts.append("TLS could not be set up")
             case .authMechanismRequiresPassword: parts.append("the server asks for a password and the URL has none")
-            case .unsupportedAuthMechanism: parts.append("the server asks for an authentication method Sigil does not speak")
+            case .unsupportedAuthMechanism:
+                parts.append("the server asks for an authentication method Sigil does not speak")
             case .connectionError, .serverClosedConnection, .uncleanShutdown:
                 parts.append(error.underlying.map { "\($0)" } ?? "\(error.code)")
             default:
@@ -180,16 +196,20 @@ public final class PostgresStore: SigilStoreBackend {
             try await client.withTransaction(logger: logger) { connection in
                 // Replicas starting together: one migrates, the others wait for the lock and find nothing to do.
                 try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
-                try await connection.query("CREATE TABLE IF NOT EXISTS sigil_migrations (name TEXT PRIMARY KEY)", logger: logger)
+                try await connection.query(
+                    "CREATE TABLE IF NOT EXISTS sigil_migrations (name TEXT PRIMARY KEY)", logger: logger)
                 var applied = Set<String>()
-                for try await name in try await connection.query("SELECT name FROM sigil_migrations", logger: logger).decode(String.self) {
+                for try await name in try await connection.query("SELECT name FROM sigil_migrations", logger: logger)
+                    .decode(String.self)
+                {
                     applied.insert(name)
                 }
                 for migration in StoreSchema.migrations where !applied.contains(migration.name) {
                     for statement in migration.statements(in: .postgres) {
                         try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
-                    try await connection.query("INSERT INTO sigil_migrations (name) VALUES (\(migration.name))", logger: logger)
+                    try await connection.query(
+                        "INSERT INTO sigil_migrations (name) VALUES (\(migration.name))", logger: logger)
                 }
             }
         }
@@ -197,29 +217,39 @@ public final class PostgresStore: SigilStoreBackend {
 
     /// As `SQLiteStore.upgradeFormat`, under the audit lock so replicas starting together upgrade once.
     static func upgradeFormat(
-        _ connection: PostgresConnection, integrity: AuthorityIntegrity, chainKey: AuditChainKey, now: Date, logger: Logger
+        _ connection: PostgresConnection, integrity: AuthorityIntegrity, chainKey: AuditChainKey, now: Date,
+        logger: Logger
     ) async throws -> [AuditRecord] {
         try await connection.query("SELECT pg_advisory_xact_lock(\(auditLock))", logger: logger)
         if try await setting(connection, StoreFormat.authorityMACKey, logger) == nil {
             for row in try await rows(connection, (StoreSQL.selectAuthorities, []), logger) {
                 let fields = try StoreSQL.authorityFields(row)
-                try await execute(connection, (StoreSQL.setAuthorityMAC, [.text(integrity.tag(fields)), .text(fields.id)]), logger)
+                try await execute(
+                    connection, (StoreSQL.setAuthorityMAC, [.text(integrity.tag(fields)), .text(fields.id)]), logger)
             }
-            try await execute(connection, (StoreSQL.upsertSetting, [.text(StoreFormat.authorityMACKey), .text("v1")]), logger)
+            try await execute(
+                connection, (StoreSQL.upsertSetting, [.text(StoreFormat.authorityMACKey), .text("v1")]), logger)
         }
-        guard try await setting(connection, StoreFormat.auditChainKey, logger) != StoreFormat.auditChainKeyed else { return [] }
+        guard try await setting(connection, StoreFormat.auditChainKey, logger) != StoreFormat.auditChainKeyed else {
+            return []
+        }
         var relinker = AuditRelinker(key: chainKey)
         var after: Int64 = 0
         while true {
             let page = try await rows(connection, (StoreSQL.selectAuditPage, [.int64(after)]), logger)
             for row in page {
                 let record = relinker.relink(try StoreSQL.auditRecord(row))
-                try await execute(connection, (StoreSQL.relinkAudit, [.text(record.previousHash), .text(record.hash), .int64(record.sequence)]), logger)
+                try await execute(
+                    connection,
+                    (StoreSQL.relinkAudit, [.text(record.previousHash), .text(record.hash), .int64(record.sequence)]),
+                    logger)
                 after = record.sequence
             }
             if page.isEmpty { break }
         }
-        try await execute(connection, (StoreSQL.upsertSetting, [.text(StoreFormat.auditChainKey), .text(StoreFormat.auditChainKeyed)]), logger)
+        try await execute(
+            connection,
+            (StoreSQL.upsertSetting, [.text(StoreFormat.auditChainKey), .text(StoreFormat.auditChainKeyed)]), logger)
         guard relinker.count > 0 else { return [] }
         var chain = AuditChainAppender(after: try await lastRecord(connection, logger), key: chainKey)
         let record = chain.append(relinker.completion(at: now))
@@ -232,7 +262,10 @@ public final class PostgresStore: SigilStoreBackend {
     public func loadAuthorities() async throws -> AuthorityRows {
         let integrity = self.integrity
         return try await read { connection, logger in
-            AuthorityRows(try await Self.rows(connection, (StoreSQL.selectAuthorities, []), logger).map { try StoreSQL.authority($0, integrity: integrity) })
+            AuthorityRows(
+                try await Self.rows(connection, (StoreSQL.selectAuthorities, []), logger).map {
+                    try StoreSQL.authority($0, integrity: integrity)
+                })
         }
     }
 
@@ -247,19 +280,26 @@ public final class PostgresStore: SigilStoreBackend {
     }
 
     public func updateAuthorityStates(
-        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]], audit: [AuditEvent]
+        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]],
+        audit: [AuditEvent]
     ) async throws {
         let integrity = self.integrity
         try await exclusiveWrite(audit) { connection, logger in
             var bundleChanged = false
             for change in changes.sorted(by: { $0.state != .active && $1.state == .active }) {
-                guard let row = try await Self.rows(connection, (StoreSQL.selectAuthority + " FOR UPDATE", [.text(change.id)]), logger).first else {
+                guard
+                    let row = try await Self.rows(
+                        connection, (StoreSQL.selectAuthority + " FOR UPDATE", [.text(change.id)]), logger
+                    ).first
+                else {
                     throw StorageError(.notFound, reason: "no authority \(change.id)")
                 }
                 let update = try AuthorityStateChange(
                     current: try StoreSQL.authorityFields(row), mac: try row.optionalText("mac"), to: change.state,
                     finalCRL: finalCRLs[change.id], integrity: integrity)
-                try await Self.execute(connection, StoreSQL.updateAuthority(update.fields, erase: update.erase, mac: update.mac, at: time), logger)
+                try await Self.execute(
+                    connection, StoreSQL.updateAuthority(update.fields, erase: update.erase, mac: update.mac, at: time),
+                    logger)
                 bundleChanged = bundleChanged || update.changesBundle
             }
             if bundleChanged { try await Self.execute(connection, (StoreSQL.bumpBundleSequence, []), logger) }
@@ -269,7 +309,8 @@ public final class PostgresStore: SigilStoreBackend {
 
     public func authorityKey(id: String) async throws -> PrivateKey {
         let found = try await read { connection, logger -> (AuthorityIntegrity.Fields, [UInt8]?, String?)? in
-            guard let row = try await Self.rows(connection, (StoreSQL.selectAuthority, [.text(id)]), logger).first else { return nil }
+            guard let row = try await Self.rows(connection, (StoreSQL.selectAuthority, [.text(id)]), logger).first
+            else { return nil }
             return (try StoreSQL.authorityFields(row), try row.optionalBlob("sealed_key"), try row.optionalText("mac"))
         }
         guard let (fields, sealed, mac) = found else { throw StorageError(.notFound, reason: "no authority \(id)") }
@@ -288,7 +329,9 @@ public final class PostgresStore: SigilStoreBackend {
 
     public func setSettings(_ values: [String: String]) async throws {
         try await write { connection, logger in
-            for (key, value) in values { try await Self.execute(connection, (StoreSQL.upsertSetting, [.text(key), .text(value)]), logger) }
+            for (key, value) in values {
+                try await Self.execute(connection, (StoreSQL.upsertSetting, [.text(key), .text(value)]), logger)
+            }
         }
     }
 
@@ -302,36 +345,57 @@ public final class PostgresStore: SigilStoreBackend {
         try await write { connection, logger in
             try await Self.execute(
                 connection,
-                (StoreSQL.acquireLease, [.text(name), .text(holder), .double(expiresAt.timeIntervalSince1970), .double(now.timeIntervalSince1970)]),
+                (
+                    StoreSQL.acquireLease,
+                    [
+                        .text(name), .text(holder), .double(expiresAt.timeIntervalSince1970),
+                        .double(now.timeIntervalSince1970),
+                    ]
+                ),
                 logger)
-            return try await Self.rows(connection, (StoreSQL.selectLease, [.text(name)]), logger).first?.text("holder") == holder
+            return try await Self.rows(connection, (StoreSQL.selectLease, [.text(name)]), logger).first?.text("holder")
+                == holder
         }
     }
 
     public func lease(_ name: String, now: Date) async throws -> Lease? {
         try await read { connection, logger in
-            try await Self.rows(connection, (StoreSQL.selectLease, [.text(name)]), logger).first.flatMap { try StoreSQL.lease($0, now: now) }
+            try await Self.rows(connection, (StoreSQL.selectLease, [.text(name)]), logger).first.flatMap {
+                try StoreSQL.lease($0, now: now)
+            }
         }
     }
 
     // MARK: CertificateInventory
 
     public func recordIssued(_ record: InventoryRecord) async throws {
-        try await write { connection, logger in try await Self.execute(connection, StoreSQL.insertCertificate(record), logger) }
+        try await write { connection, logger in
+            try await Self.execute(connection, StoreSQL.insertCertificate(record), logger)
+        }
     }
 
     public func certificate(serial: SerialNumber) async throws -> InventoryRecord? {
         try await inventory(StoreSQL.selectCertificate, [.text(serial.hex)]).first
     }
 
-    public func revokeCertificate(serial: SerialNumber, at time: Date, audit: [AuditEvent]) async throws -> InventoryRecord {
+    public func revokeCertificate(
+        serial: SerialNumber, at time: Date, audit: [AuditEvent]
+    ) async throws -> InventoryRecord {
         try await exclusiveWrite(audit) { connection, logger in
-            guard let row = try await Self.rows(connection, (StoreSQL.selectCertificate + " FOR UPDATE", [.text(serial.hex)]), logger).first else {
+            guard
+                let row = try await Self.rows(
+                    connection, (StoreSQL.selectCertificate + " FOR UPDATE", [.text(serial.hex)]), logger
+                ).first
+            else {
                 throw StorageError(.notFound, reason: "no certificate with serial \(serial.hex)")
             }
             var record = try StoreSQL.inventory(row)
-            guard record.revokedAt == nil else { throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked") }
-            try await Self.execute(connection, (StoreSQL.revokeCertificate, [.double(time.timeIntervalSince1970), .text(serial.hex)]), logger)
+            guard record.revokedAt == nil else {
+                throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked")
+            }
+            try await Self.execute(
+                connection, (StoreSQL.revokeCertificate, [.double(time.timeIntervalSince1970), .text(serial.hex)]),
+                logger)
             record.revokedAt = time
             return record
         }
@@ -344,7 +408,9 @@ public final class PostgresStore: SigilStoreBackend {
     public func liveCounts(at time: Date) async throws -> [String: Int] {
         try await read { connection, logger in
             var counts: [String: Int] = [:]
-            for row in try await Self.rows(connection, (StoreSQL.liveCounts, [.double(time.timeIntervalSince1970)]), logger) {
+            for row in try await Self.rows(
+                connection, (StoreSQL.liveCounts, [.double(time.timeIntervalSince1970)]), logger)
+            {
                 counts[try row.text("authority_id")] = Int(try row.int64("n"))
             }
             return counts
@@ -356,11 +422,14 @@ public final class PostgresStore: SigilStoreBackend {
     }
 
     public func liveCertificates(spiffeID: SPIFFEID, at time: Date) async throws -> [InventoryRecord] {
-        try await inventory(StoreSQL.liveByIdentity, [.double(time.timeIntervalSince1970), .text(spiffeID.description)])
+        try await inventory(
+            StoreSQL.liveByIdentity, [.double(time.timeIntervalSince1970), .text(spiffeID.description)])
     }
 
     private func inventory(_ sql: String, _ values: [SQLValue]) async throws -> [InventoryRecord] {
-        try await read { connection, logger in try await Self.rows(connection, (sql, values), logger).map(StoreSQL.inventory) }
+        try await read { connection, logger in
+            try await Self.rows(connection, (sql, values), logger).map(StoreSQL.inventory)
+        }
     }
 
     // MARK: AuditStore
@@ -375,7 +444,9 @@ public final class PostgresStore: SigilStoreBackend {
 
     public func auditRecords(_ query: AuditQuery) async throws -> [AuditRecord] {
         let statement = StoreSQL.auditQuery(query)
-        return try await read { connection, logger in try await Self.rows(connection, statement, logger).map(StoreSQL.auditRecord) }
+        return try await read { connection, logger in
+            try await Self.rows(connection, statement, logger).map(StoreSQL.auditRecord)
+        }
     }
 
     public func lastAuditRecord() async throws -> AuditRecord? {
@@ -391,7 +462,8 @@ public final class PostgresStore: SigilStoreBackend {
     static func auditKey(_ client: PostgresClient, kek: KeyEncryptionKey, logger: Logger) async throws -> [UInt8] {
         let fresh = Data(try kek.seal(try SecureRandom.bytes(32), context: "audit-key")).base64EncodedString()
         let stored = try await transaction(client, logger: logger, "PostgreSQL") { connection in
-            try await execute(connection, (StoreSQL.insertSettingIfAbsent, [.text(StoreFormat.auditKey), .text(fresh)]), logger)
+            try await execute(
+                connection, (StoreSQL.insertSettingIfAbsent, [.text(StoreFormat.auditKey), .text(fresh)]), logger)
             return try await setting(connection, StoreFormat.auditKey, logger) ?? ""
         }
         return try kek.open(Array(Data(base64Encoded: stored) ?? Data()), context: "audit-key")
@@ -403,7 +475,9 @@ public final class PostgresStore: SigilStoreBackend {
 
     /// The chain's appender after its newest record, under the advisory lock every replica appends under (held
     /// to the end of the transaction): one linear chain, no forks.
-    static func chain(_ connection: PostgresConnection, key: AuditChainKey, logger: Logger) async throws -> AuditChainAppender {
+    static func chain(
+        _ connection: PostgresConnection, key: AuditChainKey, logger: Logger
+    ) async throws -> AuditChainAppender {
         try await connection.query("SELECT pg_advisory_xact_lock(\(auditLock))", logger: logger)
         return AuditChainAppender(after: try await lastRecord(connection, logger), key: key)
     }
@@ -430,7 +504,9 @@ public final class PostgresStore: SigilStoreBackend {
         }
     }
 
-    private func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    private func read<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
         let (client, logger) = (self.client, self.logger)
         return try await StoreDeadline.run("PostgreSQL") {
             do {
@@ -441,14 +517,19 @@ public final class PostgresStore: SigilStoreBackend {
         }
     }
 
-    private func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    private func write<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
         let (client, logger) = (self.client, self.logger)
-        return try await Self.transaction(client, logger: logger, "PostgreSQL") { connection in try await body(connection, logger) }
+        return try await Self.transaction(client, logger: logger, "PostgreSQL") { connection in
+            try await body(connection, logger)
+        }
     }
 
     /// `body` in one transaction, under the store's deadline, with failures mapped to the store's errors.
     static func transaction<T: Sendable>(
-        _ client: PostgresClient, logger: Logger, _ context: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        _ client: PostgresClient, logger: Logger, _ context: String,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await StoreDeadline.run("PostgreSQL") {
             do {
@@ -459,13 +540,19 @@ public final class PostgresStore: SigilStoreBackend {
         }
     }
 
-    static func execute(_ connection: PostgresConnection, _ statement: (String, [SQLValue]), _ logger: Logger) async throws {
+    static func execute(
+        _ connection: PostgresConnection, _ statement: (String, [SQLValue]), _ logger: Logger
+    ) async throws {
         try await connection.query(query(statement), logger: logger)
     }
 
-    static func rows(_ connection: PostgresConnection, _ statement: (String, [SQLValue]), _ logger: Logger) async throws -> [PostgresRandomAccessRow] {
+    static func rows(
+        _ connection: PostgresConnection, _ statement: (String, [SQLValue]), _ logger: Logger
+    ) async throws -> [PostgresRandomAccessRow] {
         var rows: [PostgresRandomAccessRow] = []
-        for try await row in try await connection.query(query(statement), logger: logger) { rows.append(row.makeRandomAccess()) }
+        for try await row in try await connection.query(query(statement), logger: logger) {
+            rows.append(row.makeRandomAccess())
+        }
         return rows
     }
 
@@ -508,5 +595,7 @@ extension PostgresRandomAccessRow: StoreRow {
     func optionalDouble(_ column: String) throws -> Double? { try self[column].decode(Double?.self) }
     func int64(_ column: String) throws -> Int64 { try self[column].decode(Int64.self) }
     func bool(_ column: String) throws -> Bool { try self[column].decode(Bool.self) }
-    func optionalBlob(_ column: String) throws -> [UInt8]? { try self[column].decode(ByteBuffer?.self).map { Array($0.readableBytesView) } }
+    func optionalBlob(_ column: String) throws -> [UInt8]? {
+        try self[column].decode(ByteBuffer?.self).map { Array($0.readableBytesView) }
+    }
 }

@@ -73,7 +73,9 @@ public final class SQLiteStore: SigilStoreBackend {
         commits.observers.notify(upgraded)
     }
 
-    public func observeAudit(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) { commits.observers.add(observer) }
+    public func observeAudit(_ observer: @escaping @Sendable ([AuditRecord]) -> Void) {
+        commits.observers.add(observer)
+    }
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -87,7 +89,9 @@ public final class SQLiteStore: SigilStoreBackend {
 
     /// Brings a store written by an earlier version to the current format, once: every authority row gets its
     /// MAC, and a chain of SHA-256 links is re-linked under the keyed link. Returns the records appended.
-    static func upgradeFormat(_ db: Database, integrity: AuthorityIntegrity, chainKey: AuditChainKey, now: Date) throws -> [AuditRecord] {
+    static func upgradeFormat(
+        _ db: Database, integrity: AuthorityIntegrity, chainKey: AuditChainKey, now: Date
+    ) throws -> [AuditRecord] {
         if try setting(db, StoreFormat.authorityMACKey) == nil {
             for row in try Row.fetchAll(db, sql: StoreSQL.selectAuthorities) {
                 let fields = try StoreSQL.authorityFields(row)
@@ -102,12 +106,15 @@ public final class SQLiteStore: SigilStoreBackend {
             let page = try Row.fetchAll(db, sql: StoreSQL.selectAuditPage, arguments: arguments([.int64(after)]))
             for row in page {
                 let record = relinker.relink(try StoreSQL.auditRecord(row))
-                try execute(db, (StoreSQL.relinkAudit, [.text(record.previousHash), .text(record.hash), .int64(record.sequence)]))
+                try execute(
+                    db,
+                    (StoreSQL.relinkAudit, [.text(record.previousHash), .text(record.hash), .int64(record.sequence)]))
                 after = record.sequence
             }
             if page.isEmpty { break }
         }
-        try execute(db, (StoreSQL.upsertSetting, [.text(StoreFormat.auditChainKey), .text(StoreFormat.auditChainKeyed)]))
+        try execute(
+            db, (StoreSQL.upsertSetting, [.text(StoreFormat.auditChainKey), .text(StoreFormat.auditChainKeyed)]))
         guard relinker.count > 0 else { return [] }
         var chain = AuditChainAppender(after: try lastRecord(db), key: chainKey)
         let record = chain.append(relinker.completion(at: now))
@@ -120,14 +127,24 @@ public final class SQLiteStore: SigilStoreBackend {
     public func acquireLease(_ name: String, holder: String, expiresAt: Date, now: Date) async throws -> Bool {
         try await Self.write(pool) { db in
             try Self.execute(
-                db, (StoreSQL.acquireLease, [.text(name), .text(holder), .double(expiresAt.timeIntervalSince1970), .double(now.timeIntervalSince1970)]))
-            return try Row.fetchOne(db, sql: StoreSQL.selectLease, arguments: Self.arguments([.text(name)]))?["holder"] == holder
+                db,
+                (
+                    StoreSQL.acquireLease,
+                    [
+                        .text(name), .text(holder), .double(expiresAt.timeIntervalSince1970),
+                        .double(now.timeIntervalSince1970),
+                    ]
+                ))
+            return try Row.fetchOne(db, sql: StoreSQL.selectLease, arguments: Self.arguments([.text(name)]))?["holder"]
+                == holder
         }
     }
 
     public func lease(_ name: String, now: Date) async throws -> Lease? {
         try await read { db in
-            try Row.fetchOne(db, sql: StoreSQL.selectLease, arguments: Self.arguments([.text(name)])).flatMap { try StoreSQL.lease($0, now: now) }
+            try Row.fetchOne(db, sql: StoreSQL.selectLease, arguments: Self.arguments([.text(name)])).flatMap {
+                try StoreSQL.lease($0, now: now)
+            }
         }
     }
 
@@ -143,7 +160,9 @@ public final class SQLiteStore: SigilStoreBackend {
 
     public func auditRecords(_ query: AuditQuery) async throws -> [AuditRecord] {
         let (sql, values) = StoreSQL.auditQuery(query)
-        return try await read { db in try Row.fetchAll(db, sql: sql, arguments: Self.arguments(values)).map(StoreSQL.auditRecord) }
+        return try await read { db in
+            try Row.fetchAll(db, sql: sql, arguments: Self.arguments(values)).map(StoreSQL.auditRecord)
+        }
     }
 
     public func lastAuditRecord() async throws -> AuditRecord? {
@@ -158,7 +177,9 @@ public final class SQLiteStore: SigilStoreBackend {
     /// The sealed audit key, created on first use.
     static func auditKey(_ db: Database, kek: KeyEncryptionKey) throws -> [UInt8] {
         let fresh = try kek.seal(try SecureRandom.bytes(32), context: "audit-key")
-        try execute(db, (StoreSQL.insertSettingIfAbsent, [.text(StoreFormat.auditKey), .text(Data(fresh).base64EncodedString())]))
+        try execute(
+            db,
+            (StoreSQL.insertSettingIfAbsent, [.text(StoreFormat.auditKey), .text(Data(fresh).base64EncodedString())]))
         let stored = try setting(db, StoreFormat.auditKey) ?? ""
         return try kek.open(Array(Data(base64Encoded: stored) ?? Data()), context: "audit-key")
     }
@@ -172,7 +193,10 @@ public final class SQLiteStore: SigilStoreBackend {
     public func loadAuthorities() async throws -> AuthorityRows {
         let integrity = self.integrity
         return try await read { db in
-            try AuthorityRows(try Row.fetchAll(db, sql: StoreSQL.selectAuthorities).map { try StoreSQL.authority($0, integrity: integrity) })
+            AuthorityRows(
+                try Row.fetchAll(db, sql: StoreSQL.selectAuthorities).map {
+                    try StoreSQL.authority($0, integrity: integrity)
+                })
         }
     }
 
@@ -187,20 +211,25 @@ public final class SQLiteStore: SigilStoreBackend {
     }
 
     public func updateAuthorityStates(
-        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]], audit: [AuditEvent]
+        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]],
+        audit: [AuditEvent]
     ) async throws {
         let integrity = self.integrity
         try await exclusiveWrite(audit) { db in
             var bundleChanged = false
             // Demotions first so the one-active-per-role index holds at every statement.
             for change in changes.sorted(by: { $0.state != .active && $1.state == .active }) {
-                guard let row = try Row.fetchOne(db, sql: StoreSQL.selectAuthority, arguments: Self.arguments([.text(change.id)])) else {
+                guard
+                    let row = try Row.fetchOne(
+                        db, sql: StoreSQL.selectAuthority, arguments: Self.arguments([.text(change.id)]))
+                else {
                     throw StorageError(.notFound, reason: "no authority \(change.id)")
                 }
                 let update = try AuthorityStateChange(
                     current: try StoreSQL.authorityFields(row), mac: try row.optionalText("mac"), to: change.state,
                     finalCRL: finalCRLs[change.id], integrity: integrity)
-                try Self.execute(db, StoreSQL.updateAuthority(update.fields, erase: update.erase, mac: update.mac, at: time))
+                try Self.execute(
+                    db, StoreSQL.updateAuthority(update.fields, erase: update.erase, mac: update.mac, at: time))
                 bundleChanged = bundleChanged || update.changesBundle
             }
             if bundleChanged { try db.execute(sql: StoreSQL.bumpBundleSequence) }
@@ -210,7 +239,8 @@ public final class SQLiteStore: SigilStoreBackend {
 
     public func authorityKey(id: String) async throws -> PrivateKey {
         let found = try await read { db -> (fields: AuthorityIntegrity.Fields, sealed: [UInt8]?, mac: String?)? in
-            guard let row = try Row.fetchOne(db, sql: StoreSQL.selectAuthority, arguments: Self.arguments([.text(id)])) else { return nil }
+            guard let row = try Row.fetchOne(db, sql: StoreSQL.selectAuthority, arguments: Self.arguments([.text(id)]))
+            else { return nil }
             return (try StoreSQL.authorityFields(row), try row.optionalBlob("sealed_key"), try row.optionalText("mac"))
         }
         guard let found else { throw StorageError(.notFound, reason: "no authority \(id)") }
@@ -243,18 +273,27 @@ public final class SQLiteStore: SigilStoreBackend {
 
     public func certificate(serial: SerialNumber) async throws -> InventoryRecord? {
         try await read { db in
-            try Row.fetchOne(db, sql: StoreSQL.selectCertificate, arguments: Self.arguments([.text(serial.hex)])).map(StoreSQL.inventory)
+            try Row.fetchOne(db, sql: StoreSQL.selectCertificate, arguments: Self.arguments([.text(serial.hex)])).map(
+                StoreSQL.inventory)
         }
     }
 
-    public func revokeCertificate(serial: SerialNumber, at time: Date, audit: [AuditEvent]) async throws -> InventoryRecord {
+    public func revokeCertificate(
+        serial: SerialNumber, at time: Date, audit: [AuditEvent]
+    ) async throws -> InventoryRecord {
         try await exclusiveWrite(audit) { db in
-            guard let row = try Row.fetchOne(db, sql: StoreSQL.selectCertificate, arguments: Self.arguments([.text(serial.hex)])) else {
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: StoreSQL.selectCertificate, arguments: Self.arguments([.text(serial.hex)]))
+            else {
                 throw StorageError(.notFound, reason: "no certificate with serial \(serial.hex)")
             }
             var record = try StoreSQL.inventory(row)
-            guard record.revokedAt == nil else { throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked") }
-            try Self.execute(db, (StoreSQL.revokeCertificate, [.double(time.timeIntervalSince1970), .text(serial.hex)]))
+            guard record.revokedAt == nil else {
+                throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked")
+            }
+            try Self.execute(
+                db, (StoreSQL.revokeCertificate, [.double(time.timeIntervalSince1970), .text(serial.hex)]))
             record.revokedAt = time
             return record
         }
@@ -266,8 +305,10 @@ public final class SQLiteStore: SigilStoreBackend {
 
     public func liveCounts(at time: Date) async throws -> [String: Int] {
         try await read { db in
-            let rows = try Row.fetchAll(db, sql: StoreSQL.liveCounts, arguments: Self.arguments([.double(time.timeIntervalSince1970)]))
-            return Dictionary(uniqueKeysWithValues: try rows.map { (try $0.text("authority_id"), Int(try $0.int64("n"))) })
+            let rows = try Row.fetchAll(
+                db, sql: StoreSQL.liveCounts, arguments: Self.arguments([.double(time.timeIntervalSince1970)]))
+            return Dictionary(
+                uniqueKeysWithValues: try rows.map { (try $0.text("authority_id"), Int(try $0.int64("n"))) })
         }
     }
 
@@ -276,17 +317,21 @@ public final class SQLiteStore: SigilStoreBackend {
     }
 
     public func liveCertificates(spiffeID: SPIFFEID, at time: Date) async throws -> [InventoryRecord] {
-        try await inventory(StoreSQL.liveByIdentity, [.double(time.timeIntervalSince1970), .text(spiffeID.description)])
+        try await inventory(
+            StoreSQL.liveByIdentity, [.double(time.timeIntervalSince1970), .text(spiffeID.description)])
     }
 
     private func inventory(_ sql: String, _ values: [SQLValue]) async throws -> [InventoryRecord] {
-        try await read { db in try Row.fetchAll(db, sql: sql, arguments: Self.arguments(values)).map(StoreSQL.inventory) }
+        try await read { db in try Row.fetchAll(db, sql: sql, arguments: Self.arguments(values)).map(StoreSQL.inventory)
+        }
     }
 
     // MARK: Access
 
     /// A write of its own that appends `audit` in its transaction, in the commit queue's order.
-    private func exclusiveWrite<T: Sendable>(_ audit: [AuditEvent], _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    private func exclusiveWrite<T: Sendable>(
+        _ audit: [AuditEvent], _ body: @escaping @Sendable (Database) throws -> T
+    ) async throws -> T {
         let (pool, chainKey) = (self.pool, self.chainKey)
         return try await commits.exclusive {
             try await Self.write(pool) { db in
@@ -317,7 +362,9 @@ public final class SQLiteStore: SigilStoreBackend {
         }
     }
 
-    static func write<T: Sendable>(_ pool: DatabasePool, _ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+    static func write<T: Sendable>(
+        _ pool: DatabasePool, _ body: @Sendable @escaping (Database) throws -> T
+    ) async throws -> T {
         try await StoreDeadline.run("SQLite") {
             do {
                 return try await pool.write(body)

@@ -8,7 +8,9 @@ extension StorageError {
         do {
             return try body()
         } catch let error as FileError {
-            throw StorageError(error.code == .insecure ? .insecure : .unavailable, reason: error.reason, file: error.file, line: error.line)
+            throw StorageError(
+                error.code == .insecure ? .insecure : .unavailable, reason: error.reason, file: error.file,
+                line: error.line)
         }
     }
 }

@@ -60,7 +60,8 @@ struct AuthorityIntegrity: Sendable {
     /// Decrypts a row's key after checking the row's MAC, and that the key belongs to its certificate.
     func openKey(_ sealed: Data?, fields: Fields, mac: String?, kek: KeyEncryptionKey) throws -> PrivateKey {
         guard check(fields, tag: mac) else {
-            throw StorageError(.corrupt, reason: "authority \(fields.id) fails its integrity check: its key is not used")
+            throw StorageError(
+                .corrupt, reason: "authority \(fields.id) fails its integrity check: its key is not used")
         }
         guard let sealed else { throw StorageError(.notFound, reason: "no key stored for authority \(fields.id)") }
         let der = try kek.open(Array(sealed), context: fields.id)
@@ -92,7 +93,8 @@ struct AuthorityIntegrity: Sendable {
             return .success(
                 AuthorityRecord(
                     id: fields.id, role: role, state: state, certificate: try Certificate(der: fields.certificate),
-                    parentID: fields.parentID, isUpstream: fields.isUpstream, createdAt: createdAt, updatedAt: updatedAt,
+                    parentID: fields.parentID, isUpstream: fields.isUpstream, createdAt: createdAt,
+                    updatedAt: updatedAt,
                     hasKey: fields.hasKey, finalCRL: fields.finalCRL))
         } catch {
             return .failure(RejectedAuthority(id: fields.id, reason: "authority certificate does not parse"))
@@ -128,11 +130,14 @@ struct AuditRelinker {
 
     /// The new link for the next stored `record` (its sequence and event kept, its links replaced).
     mutating func relink(_ record: AuditRecord) -> AuditRecord {
-        if oldBreak == nil, case .broken(let sequence, let reason) = legacy.check(record) { oldBreak = (sequence, reason) }
+        if oldBreak == nil, case .broken(let sequence, let reason) = legacy.check(record) {
+            oldBreak = (sequence, reason)
+        }
         oldHead = record.hash
         let relinked = AuditRecord(
             sequence: record.sequence, event: record.event, previousHash: previous,
-            hash: key.link(AuditRecord.canonicalEncoding(record.event, sequence: record.sequence, previousHash: previous)))
+            hash: key.link(
+                AuditRecord.canonicalEncoding(record.event, sequence: record.sequence, previousHash: previous)))
         previous = relinked.hash
         count += 1
         lastSequence = record.sequence
@@ -157,7 +162,8 @@ extension AuthorityIntegrity.Fields {
     /// The fields of `record` as a new row stores them (no final CRL yet).
     init(_ record: AuthorityRecord, hasKey: Bool) {
         self.init(
-            id: record.id, role: record.role.rawValue, state: record.state.rawValue, certificate: record.certificate.der,
+            id: record.id, role: record.role.rawValue, state: record.state.rawValue,
+            certificate: record.certificate.der,
             parentID: record.parentID, isUpstream: record.isUpstream, hasKey: hasKey, finalCRL: nil)
     }
 }

@@ -50,21 +50,28 @@ enum StoreSQL {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
-                .text(record.id), .text(record.role.rawValue), .text(record.state.rawValue), .blob(record.certificate.der),
-                .text(record.parentID), .bool(record.isUpstream), .blob(sealedKey), .double(record.createdAt.timeIntervalSince1970),
+                .text(record.id), .text(record.role.rawValue), .text(record.state.rawValue),
+                .blob(record.certificate.der),
+                .text(record.parentID), .bool(record.isUpstream), .blob(sealedKey),
+                .double(record.createdAt.timeIntervalSince1970),
                 .double(record.updatedAt.timeIntervalSince1970), .text(mac),
             ]
         )
     }
 
     /// The change of one authority's state; the key is erased in the same statement when `erase`.
-    static func updateAuthority(_ fields: AuthorityIntegrity.Fields, erase: Bool, mac: String, at time: Date) -> (String, [SQLValue]) {
+    static func updateAuthority(
+        _ fields: AuthorityIntegrity.Fields, erase: Bool, mac: String, at time: Date
+    ) -> (String, [SQLValue]) {
         (
             """
             UPDATE authorities SET state = ?, updated_at = ?, sealed_key = CASE WHEN ? THEN NULL ELSE sealed_key END, final_crl = ?, mac = ?
             WHERE id = ?
             """,
-            [.text(fields.state), .double(time.timeIntervalSince1970), .bool(erase), .blob(fields.finalCRL), .text(mac), .text(fields.id)]
+            [
+                .text(fields.state), .double(time.timeIntervalSince1970), .bool(erase), .blob(fields.finalCRL),
+                .text(mac), .text(fields.id),
+            ]
         )
     }
 
@@ -75,15 +82,19 @@ enum StoreSQL {
     /// The MAC-covered fields of an authority row.
     static func authorityFields(_ row: some StoreRow) throws -> AuthorityIntegrity.Fields {
         AuthorityIntegrity.Fields(
-            id: try row.text("id"), role: try row.text("role"), state: try row.text("state"), certificate: try row.blob("certificate"),
+            id: try row.text("id"), role: try row.text("role"), state: try row.text("state"),
+            certificate: try row.blob("certificate"),
             parentID: try row.optionalText("parent_id"), isUpstream: try row.bool("is_upstream"),
             hasKey: try row.optionalBlob("sealed_key") != nil, finalCRL: try row.optionalBlob("final_crl"))
     }
 
     /// The record of an authentic row, or why it is rejected.
-    static func authority(_ row: some StoreRow, integrity: AuthorityIntegrity) throws -> Result<AuthorityRecord, RejectedAuthority> {
+    static func authority(
+        _ row: some StoreRow, integrity: AuthorityIntegrity
+    ) throws -> Result<AuthorityRecord, RejectedAuthority> {
         integrity.record(
-            try authorityFields(row), tag: try row.optionalText("mac"), createdAt: Date(timeIntervalSince1970: try row.double("created_at")),
+            try authorityFields(row), tag: try row.optionalText("mac"),
+            createdAt: Date(timeIntervalSince1970: try row.double("created_at")),
             updatedAt: Date(timeIntervalSince1970: try row.double("updated_at")))
     }
 
@@ -97,7 +108,8 @@ enum StoreSQL {
             """,
             [
                 .text(record.serial.hex), .text(record.spiffeID.description), .text(record.authorityID),
-                .double(record.notBefore.timeIntervalSince1970), .double(record.notAfter.timeIntervalSince1970), .text(record.publicKeySHA256),
+                .double(record.notBefore.timeIntervalSince1970), .double(record.notAfter.timeIntervalSince1970),
+                .text(record.publicKeySHA256),
                 .double(record.issuedAt.timeIntervalSince1970), .double(record.revokedAt?.timeIntervalSince1970),
                 // NULL when it equals issued_at (every token issuance): it reads back as issued_at.
                 .double(record.authenticatedAt == record.issuedAt ? nil : record.authenticatedAt.timeIntervalSince1970),
@@ -125,11 +137,16 @@ enum StoreSQL {
         """
 
     static func inventory(_ row: some StoreRow) throws -> InventoryRecord {
-        guard let serial = SerialNumber(hex: try row.text("serial")) else { throw StorageError(.corrupt, reason: "bad serial in inventory") }
+        guard let serial = SerialNumber(hex: try row.text("serial")) else {
+            throw StorageError(.corrupt, reason: "bad serial in inventory")
+        }
         return InventoryRecord(
-            serial: serial, spiffeID: try SPIFFEID(parsing: try row.text("spiffe_id")), authorityID: try row.text("authority_id"),
-            notBefore: Date(timeIntervalSince1970: try row.double("not_before")), notAfter: Date(timeIntervalSince1970: try row.double("not_after")),
-            publicKeySHA256: try row.text("key_sha256"), issuedAt: Date(timeIntervalSince1970: try row.double("issued_at")),
+            serial: serial, spiffeID: try SPIFFEID(parsing: try row.text("spiffe_id")),
+            authorityID: try row.text("authority_id"),
+            notBefore: Date(timeIntervalSince1970: try row.double("not_before")),
+            notAfter: Date(timeIntervalSince1970: try row.double("not_after")),
+            publicKeySHA256: try row.text("key_sha256"),
+            issuedAt: Date(timeIntervalSince1970: try row.double("issued_at")),
             authenticatedAt: try row.optionalDouble("authenticated_at").map(Date.init(timeIntervalSince1970:)),
             revokedAt: try row.optionalDouble("revoked_at").map(Date.init(timeIntervalSince1970:)))
     }
@@ -149,9 +166,12 @@ enum StoreSQL {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
-                .int64(record.sequence), .int64(event.time.microsecondsSince1970), .text(event.actor), .text(event.action.rawValue),
-                .text(event.outcome.rawValue), .text(event.code), .text(event.reason), .text(event.subject), .text(event.serial),
-                .text(event.authorityID), .text(event.publicKeySHA256), .text(event.requestID), .text(event.clientAddress),
+                .int64(record.sequence), .int64(event.time.microsecondsSince1970), .text(event.actor),
+                .text(event.action.rawValue),
+                .text(event.outcome.rawValue), .text(event.code), .text(event.reason), .text(event.subject),
+                .text(event.serial),
+                .text(event.authorityID), .text(event.publicKeySHA256), .text(event.requestID),
+                .text(event.clientAddress),
                 .text(event.tokenHMAC), .text(record.previousHash), .text(record.hash),
             ]
         )
@@ -171,31 +191,42 @@ enum StoreSQL {
         if let serial = query.serial { add("serial = ?", .text(serial.lowercased())) }
         if let action = query.action { add("action = ?", .text(action.rawValue)) }
         if let outcome = query.outcome { add("outcome = ?", .text(outcome.rawValue)) }
-        return ("SELECT * FROM audit WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT \(max(1, query.limit))", arguments)
+        return (
+            "SELECT * FROM audit WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT \(max(1, query.limit))",
+            arguments
+        )
     }
 
     /// A stored record. An unknown action or outcome keeps its row visible to the verifier as a link mismatch
     /// rather than hiding it.
     static func auditRecord(_ row: some StoreRow) throws -> AuditRecord {
         let time = Date(microsecondsSince1970: try row.int64("time_us"))
-        guard let action = AuditAction(rawValue: try row.text("action")), let outcome = AuditOutcome(rawValue: try row.text("outcome")) else {
+        guard let action = AuditAction(rawValue: try row.text("action")),
+            let outcome = AuditOutcome(rawValue: try row.text("outcome"))
+        else {
             return AuditRecord(
-                sequence: try row.int64("seq"), event: AuditEvent(time: time, actor: try row.text("actor"), action: .deny),
+                sequence: try row.int64("seq"),
+                event: AuditEvent(time: time, actor: try row.text("actor"), action: .deny),
                 previousHash: try row.text("prev_hash"), hash: "unknown action or outcome")
         }
         let event = AuditEvent(
-            time: time, actor: try row.text("actor"), action: action, outcome: outcome, code: try row.optionalText("code"),
-            reason: try row.optionalText("reason"), subject: try row.optionalText("subject"), serial: try row.optionalText("serial"),
+            time: time, actor: try row.text("actor"), action: action, outcome: outcome,
+            code: try row.optionalText("code"),
+            reason: try row.optionalText("reason"), subject: try row.optionalText("subject"),
+            serial: try row.optionalText("serial"),
             authorityID: try row.optionalText("authority_id"), publicKeySHA256: try row.optionalText("key_sha256"),
             requestID: try row.optionalText("request_id"), clientAddress: try row.optionalText("client_address"),
             tokenHMAC: try row.optionalText("token_hmac"))
-        return AuditRecord(sequence: try row.int64("seq"), event: event, previousHash: try row.text("prev_hash"), hash: try row.text("hash"))
+        return AuditRecord(
+            sequence: try row.int64("seq"), event: event, previousHash: try row.text("prev_hash"),
+            hash: try row.text("hash"))
     }
 
     // MARK: Settings and leases
 
     static let selectSetting = "SELECT value FROM settings WHERE key = ?"
-    static let upsertSetting = "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    static let upsertSetting =
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
     static let insertSettingIfAbsent = "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
     /// Takes or renews a lease: free, expired, or already the holder's. The holder after it is read back.
     static let acquireLease = """
@@ -208,7 +239,8 @@ enum StoreSQL {
     /// The lease in `row` (`selectLease`), nil once it has lapsed at `now`.
     static func lease(_ row: some StoreRow, now: Date) throws -> Lease? {
         let expiresAt = Date(timeIntervalSince1970: try row.double("expires_at"))
-        return expiresAt > now ? Lease(name: try row.text("name"), holder: try row.text("holder"), expiresAt: expiresAt) : nil
+        return expiresAt > now
+            ? Lease(name: try row.text("name"), holder: try row.text("holder"), expiresAt: expiresAt) : nil
     }
 }
 
@@ -265,10 +297,13 @@ struct AuthorityStateChange {
         integrity: AuthorityIntegrity
     ) throws {
         guard integrity.check(current, tag: currentMAC) else {
-            throw StorageError(.corrupt, reason: "authority \(current.id) fails its integrity check: refusing to change it")
+            throw StorageError(
+                .corrupt, reason: "authority \(current.id) fails its integrity check: refusing to change it")
         }
         var fields = current
-        changesBundle = current.role == AuthorityRole.root.rawValue && state == .revoked && current.state != AuthorityState.revoked.rawValue
+        changesBundle =
+            current.role == AuthorityRole.root.rawValue && state == .revoked
+            && current.state != AuthorityState.revoked.rawValue
         fields.state = state.rawValue
         erase = !AuthorityRecord.keepsKey(state)
         if erase {

@@ -10,8 +10,16 @@ enum SQLDialect: Sendable {
     func render(_ template: String) -> String {
         let types: [(String, String)] =
             switch self {
-            case .sqlite: [("{BLOB}", "BLOB"), ("{REAL}", "REAL"), ("{BOOL}", "INTEGER"), ("{INT64}", "INTEGER"), ("{FALSE}", "0")]
-            case .postgres: [("{BLOB}", "BYTEA"), ("{REAL}", "DOUBLE PRECISION"), ("{BOOL}", "BOOLEAN"), ("{INT64}", "BIGINT"), ("{FALSE}", "FALSE")]
+            case .sqlite:
+                [
+                    ("{BLOB}", "BLOB"), ("{REAL}", "REAL"), ("{BOOL}", "INTEGER"), ("{INT64}", "INTEGER"),
+                    ("{FALSE}", "0"),
+                ]
+            case .postgres:
+                [
+                    ("{BLOB}", "BYTEA"), ("{REAL}", "DOUBLE PRECISION"), ("{BOOL}", "BOOLEAN"), ("{INT64}", "BIGINT"),
+                    ("{FALSE}", "FALSE"),
+                ]
             }
         return types.reduce(template) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
     }
@@ -110,7 +118,9 @@ enum StoreSchema {
             ]),
         Migration(
             name: "v3-leases",
-            statements: ["CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at {REAL} NOT NULL)"]),
+            statements: [
+                "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at {REAL} NOT NULL)"
+            ]),
         // An index on (spiffe_id, not_after) put every issuance at its identity's own spot: with 1,000 identities
         // one more dirty page per issuance in each commit, the WAL and each checkpoint, for a lookup no issuance
         // makes. An identity's live certificates are read through certificates_by_authority.

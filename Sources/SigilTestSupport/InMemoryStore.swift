@@ -71,7 +71,8 @@ public actor InMemoryStore: CAStore {
     }
 
     public func updateAuthorityStates(
-        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]], audit events: [AuditEvent]
+        _ changes: [(id: String, state: AuthorityState)], at time: Date, finalCRLs: [String: [UInt8]],
+        audit events: [AuditEvent]
     ) async throws {
         try checkWritable()
         var updated = records
@@ -143,10 +144,16 @@ public actor InMemoryStore: CAStore {
 
     public func certificate(serial: SerialNumber) async throws -> InventoryRecord? { inventory[serial.hex] }
 
-    public func revokeCertificate(serial: SerialNumber, at time: Date, audit events: [AuditEvent]) async throws -> InventoryRecord {
+    public func revokeCertificate(
+        serial: SerialNumber, at time: Date, audit events: [AuditEvent]
+    ) async throws -> InventoryRecord {
         try checkWritable()
-        guard var record = inventory[serial.hex] else { throw StorageError(.notFound, reason: "no certificate with serial \(serial.hex)") }
-        guard record.revokedAt == nil else { throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked") }
+        guard var record = inventory[serial.hex] else {
+            throw StorageError(.notFound, reason: "no certificate with serial \(serial.hex)")
+        }
+        guard record.revokedAt == nil else {
+            throw StorageError(.conflict, reason: "certificate \(serial.hex) is already revoked")
+        }
         record.revokedAt = time
         inventory[serial.hex] = record
         for event in events { _ = chain(event) }
@@ -210,7 +217,8 @@ public actor InMemoryStore: CAStore {
 
     private func chain(_ event: AuditEvent) -> AuditRecord {
         let record = AuditRecord.chained(
-            event, sequence: Int64(audit.count) + 1, previousHash: audit.last?.hash ?? AuditRecord.genesisHash, key: auditChainKey())
+            event, sequence: Int64(audit.count) + 1, previousHash: audit.last?.hash ?? AuditRecord.genesisHash,
+            key: auditChainKey())
         audit.append(record)
         return record
     }

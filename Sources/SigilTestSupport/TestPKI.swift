@@ -68,7 +68,8 @@ public struct TestPKI: Sendable {
     /// The intermediate as the issuer uses it, with its chain (`[intermediate]`).
     public var signingAuthority: SigningAuthority {
         SigningAuthority(
-            record: intermediate, key: intermediateKey, chain: authorities.chain(from: intermediate), trustDomain: configuration.trustDomain)
+            record: intermediate, key: intermediateKey, chain: authorities.chain(from: intermediate),
+            trustDomain: configuration.trustDomain)
     }
 
     /// `spiffe://<trust domain>/ns/<namespace>/sa/<serviceAccount>`.

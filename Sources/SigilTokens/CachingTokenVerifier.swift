@@ -40,7 +40,8 @@ public final class CachingTokenVerifier: TokenVerifier {
         entries.withLock { entries in
             if entries.count >= capacity {
                 entries = entries.filter { now < $0.value.expiresAt }
-                if entries.count >= capacity, let oldest = entries.min(by: { $0.value.expiresAt < $1.value.expiresAt }) {
+                if entries.count >= capacity, let oldest = entries.min(by: { $0.value.expiresAt < $1.value.expiresAt })
+                {
                     entries.removeValue(forKey: oldest.key)
                 }
             }

@@ -20,7 +20,9 @@ public struct FileJWKSSource: JWKSSource {
 /// Token-source URLs must be `https://`: a JWKS, a discovery document or a TokenReview answer fetched in clear
 /// text could be replaced on the way, and with it every identity.
 public func requireHTTPS(_ url: String, _ what: String) throws {
-    guard let components = URLComponents(string: url), components.scheme?.lowercased() == "https", components.host?.isEmpty == false else {
+    guard let components = URLComponents(string: url), components.scheme?.lowercased() == "https",
+        components.host?.isEmpty == false
+    else {
         throw CAError.configuration(reason: "\(what) must be an https:// URL")
     }
 }
@@ -30,7 +32,9 @@ public func requireHTTPS(_ url: String, _ what: String) throws {
 public func makeTokenSourceClient(caFile: String?) throws -> HTTPClient {
     var tls = TLSConfiguration.makeClientConfiguration()
     if let caFile {
-        guard FileManager.default.isReadableFile(atPath: caFile) else { throw CAError.configuration(reason: "cannot read CA file \(caFile)") }
+        guard FileManager.default.isReadableFile(atPath: caFile) else {
+            throw CAError.configuration(reason: "cannot read CA file \(caFile)")
+        }
         tls.trustRoots = .file(caFile)
     }
     var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
@@ -69,7 +73,8 @@ public struct HTTPJWKSSource: JWKSSource {
             }
             // OpenID Connect Discovery §4.3: the document's issuer must be exactly the one it was fetched for.
             guard discovery.issuer == issuer else {
-                throw CAError(.configurationInvalid, reason: "OIDC discovery document of \(issuer) names another issuer")
+                throw CAError(
+                    .configurationInvalid, reason: "OIDC discovery document of \(issuer) names another issuer")
             }
             try requireHTTPS(discovery.jwks_uri, "the discovery document's jwks_uri")
             return try await get(discovery.jwks_uri)
@@ -82,7 +87,8 @@ public struct HTTPJWKSSource: JWKSSource {
         request.headers.add(name: "Accept", value: "application/json")
         let response = try await client.execute(request, timeout: .seconds(10))
         guard response.status == .ok else {
-            let redirect = (300..<400).contains(Int(response.status.code)) ? " (redirects are not followed for token keys)" : ""
+            let redirect =
+                (300..<400).contains(Int(response.status.code)) ? " (redirects are not followed for token keys)" : ""
             throw CAError(.configurationInvalid, reason: "GET \(url): HTTP \(response.status.code)\(redirect)")
         }
         let body = try await response.body.collect(upTo: 1024 * 1024)

@@ -68,8 +68,11 @@ public final class JWKSTokenVerifier: TokenVerifier {
         func invalid(_ why: String) -> CAError { CAError(.tokenInvalid, reason: why) }
         guard token.utf8.count <= 16 * 1024 else { throw invalid("token longer than 16 KiB") }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }) else { throw invalid("not a signed JWT (JWS compact form)") }
-        guard let headerData = Data(base64URL: String(parts[0])), let claimsData = Data(base64URL: String(parts[1])) else {
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }) else {
+            throw invalid("not a signed JWT (JWS compact form)")
+        }
+        guard let headerData = Data(base64URL: String(parts[0])), let claimsData = Data(base64URL: String(parts[1]))
+        else {
             throw invalid("JWT header or claims are not base64url")
         }
         // Duplicate names, invalid UTF-8 or loose syntax: the header check below and JWTKit must read one meaning.
@@ -125,13 +128,19 @@ public final class JWKSTokenVerifier: TokenVerifier {
         guard let exp = claims.exp, let audience = claims.aud?.value else {
             throw CAError(.tokenInvalid, reason: "token lacks exp or aud (legacy service-account token)")
         }
-        guard claims.iss == policy.issuer else { throw CAError(.tokenInvalid, reason: "token issuer is not the configured issuer") }
+        guard claims.iss == policy.issuer else {
+            throw CAError(.tokenInvalid, reason: "token issuer is not the configured issuer")
+        }
         guard audience.contains(policy.audience) else {
             throw CAError(.audienceMismatch, reason: "token audience does not include \(policy.audience)")
         }
         guard now < exp + leeway else { throw CAError(.tokenExpired, reason: "token expired") }
-        if let nbf = claims.nbf, now + leeway < nbf { throw CAError(.tokenInvalid, reason: "token not valid yet (nbf)") }
-        if let iat = claims.iat, now + leeway < iat { throw CAError(.tokenInvalid, reason: "token issued in the future (iat)") }
+        if let nbf = claims.nbf, now + leeway < nbf {
+            throw CAError(.tokenInvalid, reason: "token not valid yet (nbf)")
+        }
+        if let iat = claims.iat, now + leeway < iat {
+            throw CAError(.tokenInvalid, reason: "token issued in the future (iat)")
+        }
         guard let namespace = claims.kubernetes?.namespace, let account = claims.kubernetes?.serviceaccount?.name else {
             throw CAError(.tokenInvalid, reason: "token lacks kubernetes.io namespace or service account")
         }

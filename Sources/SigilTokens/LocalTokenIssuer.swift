@@ -27,7 +27,9 @@ public struct LocalTokenIssuer: Sendable {
         } else {
             guard create else {
                 throw CAError.configuration(
-                    reason: "no local development issuer in \(dataDirectory): it exists only in local mode (run `sigil serve` without a token source)")
+                    reason:
+                        "no local development issuer in \(dataDirectory): it exists only in local mode (run `sigil serve` without a token source)"
+                )
             }
             key = try PrivateKey.generate(.rsa(bits: 2048))
             try SecureFile.write(Data(try key.pkcs8PEM().utf8), to: keyPath)
@@ -76,10 +78,13 @@ public struct LocalTokenIssuer: Sendable {
     /// Mints a projected-token look-alike for `identity`.
     public func mint(identity: WorkloadIdentity, audience: String, ttl: Duration, now: Date) async throws -> String {
         let keys = JWTKeyCollection()
-        await keys.add(rsa: try Insecure.RSA.PrivateKey(pem: key.pkcs8PEM()), digestAlgorithm: .sha256, kid: JWKIdentifier(string: keyID))
+        await keys.add(
+            rsa: try Insecure.RSA.PrivateKey(pem: key.pkcs8PEM()), digestAlgorithm: .sha256,
+            kid: JWKIdentifier(string: keyID))
         let issuedAt = Int64(now.timeIntervalSince1970)
         let claims = Claims(
-            iss: Self.issuerURL, sub: "system:serviceaccount:\(identity.namespace):\(identity.serviceAccount)", aud: [audience],
+            iss: Self.issuerURL, sub: "system:serviceaccount:\(identity.namespace):\(identity.serviceAccount)",
+            aud: [audience],
             exp: issuedAt + ttl.wholeSeconds, iat: issuedAt, nbf: issuedAt,
             kubernetes: .init(
                 namespace: identity.namespace,

@@ -52,7 +52,8 @@ public struct TokenReviewVerifier: TokenVerifier {
     }
 
     public func verify(_ token: String) async throws -> VerifiedToken {
-        var request = HTTPClientRequest(url: url.hasSuffix("/tokenreviews") ? url : url + "/apis/authentication.k8s.io/v1/tokenreviews")
+        var request = HTTPClientRequest(
+            url: url.hasSuffix("/tokenreviews") ? url : url + "/apis/authentication.k8s.io/v1/tokenreviews")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if let credentialFile {
@@ -100,7 +101,8 @@ public struct TokenReviewVerifier: TokenVerifier {
     static func unverifiedExpiry(_ token: String) -> Date? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[1].utf8.count <= 16 * 1024, let claims = Data(base64URL: String(parts[1])),
-            let object = try? JSONSerialization.jsonObject(with: claims) as? [String: Any], let exp = object["exp"] as? NSNumber
+            let object = try? JSONSerialization.jsonObject(with: claims) as? [String: Any],
+            let exp = object["exp"] as? NSNumber
         else { return nil }
         return Date(timeIntervalSince1970: exp.doubleValue)
     }

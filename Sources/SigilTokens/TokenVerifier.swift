@@ -50,7 +50,10 @@ public struct TokenPolicy: Sendable, Equatable {
     /// Shortest interval between two JWKS refreshes caused by unknown `kid`s. Default 30 s.
     public var refreshInterval: Duration
 
-    public init(issuer: String, audience: String = "sigil", leeway: Duration = .seconds(60), refreshInterval: Duration = .seconds(30)) {
+    public init(
+        issuer: String, audience: String = "sigil", leeway: Duration = .seconds(60),
+        refreshInterval: Duration = .seconds(30)
+    ) {
         self.issuer = issuer
         self.audience = audience
         self.leeway = min(leeway, .seconds(60))

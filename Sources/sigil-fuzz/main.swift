@@ -68,7 +68,8 @@ func fuzzCertificate(_ data: UnsafeRawBufferPointer) {
     _ = certificate.isSigned(by: certificate)
     _ = CertificateLint.leafProblems(
         certificate, issuer: certificate, identity: Fixture.identity, extraNames: [], publicKey: certificate.publicKey)
-    _ = CertificateLint.authorityProblems(certificate, role: .intermediate, issuer: certificate, trustDomain: Fixture.identity.trustDomain)
+    _ = CertificateLint.authorityProblems(
+        certificate, role: .intermediate, issuer: certificate, trustDomain: Fixture.identity.trustDomain)
 }
 
 /// PEM decoding; a decoded block must encode back to itself.
@@ -77,7 +78,7 @@ func fuzzPEM(_ data: UnsafeRawBufferPointer) {
     for block in blocks {
         guard let again = try? PEMBlock.parseAll(block.encoded), again == [block] else {
             // A broken property is a finding; trapping is how libFuzzer records it.
-            fatalError("PEM block does not survive encode → decode: \(block.label), \(block.der.count) bytes")  // precondition: finding
+            fatalError("PEM encode → decode changed \(block.label), \(block.der.count) B")  // precondition: finding
         }
     }
 }
@@ -111,7 +112,7 @@ func fuzzRequest(_ data: UnsafeRawBufferPointer) {
 
 enum Fixture {
     static let now = Date(timeIntervalSince1970: 1_800_000_000)
-    static let identity = try! SPIFFEID(parsing: "spiffe://cluster.local/ns/default/sa/web")  // precondition: valid literal
+    static let identity = try! SPIFFEID(parsing: "spiffe://cluster.local/ns/default/sa/web")  // precondition: literal
     static let issuer = CertificateIssuer(policy: IssuancePolicy(dnsTemplates: ["{service_account}.{namespace}.svc"]))
     static let verifier = JWKSTokenVerifier(
         policy: TokenPolicy(issuer: "https://kubernetes.default.svc"), source: StaticJWKS(), clock: FixedClock())
@@ -161,7 +162,8 @@ nonisolated(unsafe) var selected: (UnsafeRawBufferPointer) -> Void = { _ in }
 var arguments = CommandLine.arguments
 guard arguments.count >= 2, let target = targets[arguments[1]] else {
     let names = targets.keys.sorted().joined(separator: ", ")
-    FileHandle.standardError.write(Data("usage: sigil-fuzz TARGET [libFuzzer flags] [corpus…]\ntargets: \(names)\n".utf8))
+    FileHandle.standardError.write(
+        Data("usage: sigil-fuzz TARGET [libFuzzer flags] [corpus…]\ntargets: \(names)\n".utf8))
     exit(2)
 }
 selected = target

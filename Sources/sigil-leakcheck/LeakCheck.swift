@@ -17,14 +17,17 @@ struct LeakCheck {
         let root = try AuthorityFactory.makeRoot(configuration, state: .active, at: clock.now)
         let intermediate = try AuthorityFactory.makeIntermediate(
             configuration, parent: root.record, parentKey: root.key, state: .active, at: clock.now)
-        let signer = SigningAuthority(record: intermediate.record, key: intermediate.key, chain: [intermediate.record.certificate], trustDomain: configuration.trustDomain)
+        let signer = SigningAuthority(
+            record: intermediate.record, key: intermediate.key, chain: [intermediate.record.certificate],
+            trustDomain: configuration.trustDomain)
         let issuer = CertificateIssuer(policy: IssuancePolicy())
         let identity = try SPIFFEID(parsing: "spiffe://leak.test/ns/default/sa/web")
         var issued: [SerialNumber] = []
         for index in 0..<count {
             let algorithm: KeyAlgorithm = index % 50 == 0 ? .ed25519 : .p256
             let key = try PrivateKey.generate(algorithm)
-            let csr = try CertificateSigningRequest.create(key: key, subjectAlternativeNames: [.uri(identity.description)])
+            let csr = try CertificateSigningRequest.create(
+                key: key, subjectAlternativeNames: [.uri(identity.description)])
             let parsed = try CertificateSigningRequest(pem: try csr.pem)
             let leaf = try issuer.issue(IssuanceRequest(csr: parsed, identity: identity), by: signer, at: clock.now)
             _ = leaf.chainPEM
@@ -32,7 +35,9 @@ struct LeakCheck {
             if index % 100 == 0 {
                 let verdict = try ChainVerifier.verify(
                     leaf.certificate, intermediates: leaf.chain, roots: [root.record.certificate], at: clock.now)
-                guard verdict == .valid else { throw CAError(.internalError, reason: "leaf \(index) does not verify: \(verdict)") }
+                guard verdict == .valid else {
+                    throw CAError(.internalError, reason: "leaf \(index) does not verify: \(verdict)")
+                }
                 issued.append(leaf.serial)
             }
         }
@@ -42,7 +47,8 @@ struct LeakCheck {
         }
         let crl = try CertificateRevocationList.sign(
             entries: issued.map { .init(serial: $0, revokedAt: clock.now) }, number: 1, thisUpdate: clock.now,
-            nextUpdate: clock.now + .seconds(3600), issuer: SigningIdentity(certificate: intermediate.record.certificate, key: intermediate.key))
+            nextUpdate: clock.now + .seconds(3600),
+            issuer: SigningIdentity(certificate: intermediate.record.certificate, key: intermediate.key))
         print("issued \(count) leaves; CRL with \(crl.entries.count) entries")
     }
 }

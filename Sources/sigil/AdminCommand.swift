@@ -8,7 +8,9 @@ import SigilAPIModels
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin", abstract: "Break-glass and rotation control over the server's admin socket.",
-        subcommands: [AdminStatusCommand.self, AdminRotateCommand.self, AdminTaintCommand.self, AdminRevokeCommand.self])
+        subcommands: [
+            AdminStatusCommand.self, AdminRotateCommand.self, AdminTaintCommand.self, AdminRevokeCommand.self,
+        ])
 }
 
 struct AdminSocketOption: ParsableArguments {
@@ -26,12 +28,15 @@ struct AdminSocketOption: ParsableArguments {
 
     private func send<Answer: Decodable>(_ path: String, body: Data?, as _: Answer.Type) async throws -> Answer {
         guard FileManager.default.fileExists(atPath: socket) else {
-            throw CLIError("not_found", "no admin socket at \(socket): is `sigil serve` running with this data directory?")
+            throw CLIError(
+                "not_found", "no admin socket at \(socket): is `sigil serve` running with this data directory?")
         }
         // A socket file left by a server that was killed refuses connections; the HTTP client would retry
         // until its deadline. Say so at once instead.
         guard Self.accepts(socket) else {
-            throw CLIError("unavailable", "nothing listens on \(socket): `sigil serve` is not running (the file is left from a stopped server)")
+            throw CLIError(
+                "unavailable",
+                "nothing listens on \(socket): `sigil serve` is not running (the file is left from a stopped server)")
         }
         let encoded = socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? socket
         var request = HTTPClientRequest(url: "http+unix://\(encoded)\(path)")
@@ -72,7 +77,9 @@ struct AdminSocketOption: ParsableArguments {
             raw[bytes.count] = 0
         }
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         return result == 0
     }
@@ -83,16 +90,21 @@ func printJSON(_ value: some Encodable) throws {
 }
 
 struct AdminStatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Authorities, states, lease holder, live certificate counts.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Authorities, states, lease holder, live certificate counts.")
     @OptionGroup var admin: AdminSocketOption
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         let status = try await admin.call("/admin/status", as: AdminStatusResponse.self)
         if json { return try printJSON(status) }
-        print("trust domain \(status.trustDomain)  ·  bundle sequence \(status.bundleSequence)  ·  rotation lease: \(status.leaseHolder ?? "none")")
+        print(
+            "trust domain \(status.trustDomain)  ·  bundle sequence \(status.bundleSequence)  ·  rotation lease: \(status.leaseHolder ?? "none")"
+        )
         for authority in status.authorities {
-            print("\(authority.id.padding(32))\(authority.state.padding(10))until \(authority.notAfter)  live \(authority.liveCertificates ?? 0)")
+            print(
+                "\(authority.id.padding(32))\(authority.state.padding(10))until \(authority.notAfter)  live \(authority.liveCertificates ?? 0)"
+            )
         }
     }
 }
@@ -100,7 +112,9 @@ struct AdminStatusCommand: AsyncParsableCommand {
 struct AdminRotateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate", abstract: "Prepare and activate a successor now (break-glass).",
-        discussion: "--taint-old makes agents replace certificates under the old authority at once; --dry-run changes nothing and shows the blast radius.")
+        discussion:
+            "--taint-old makes agents replace certificates under the old authority at once; --dry-run changes nothing and shows the blast radius."
+    )
     enum Role: String, ExpressibleByArgument { case intermediate, root }
     @OptionGroup var admin: AdminSocketOption
     @Argument(help: "intermediate or root") var role: Role
@@ -111,13 +125,16 @@ struct AdminRotateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let outcome = try await admin.call(
-            "/admin/rotate", body: AdminRotateRequest(role: role.rawValue, taintOld: taintOld, dryRun: dryRun, reason: reason),
+            "/admin/rotate",
+            body: AdminRotateRequest(role: role.rawValue, taintOld: taintOld, dryRun: dryRun, reason: reason),
             as: AdminRotateResponse.self)
         if json { return try printJSON(outcome) }
         if dryRun {
             print("dry run: rotating the \(role.rawValue) would replace \(outcome.replaced.joined(separator: ", "))")
         } else {
-            print("activated \(outcome.activated.joined(separator: ", ")); \(taintOld ? "tainted" : "retired") \(outcome.replaced.joined(separator: ", "))")
+            print(
+                "activated \(outcome.activated.joined(separator: ", ")); \(taintOld ? "tainted" : "retired") \(outcome.replaced.joined(separator: ", "))"
+            )
         }
         printBlastRadius(outcome.blastRadius)
     }
@@ -147,7 +164,8 @@ struct AdminTaintCommand: AsyncParsableCommand {
 
     func run() async throws {
         let outcome = try await admin.call(
-            "/admin/taint", body: AdminTaintRequest(authorityID: authorityID, dryRun: dryRun, reason: reason), as: AdminTaintResponse.self)
+            "/admin/taint", body: AdminTaintRequest(authorityID: authorityID, dryRun: dryRun, reason: reason),
+            as: AdminTaintResponse.self)
         if json { return try printJSON(outcome) }
         if dryRun {
             print("dry run: tainting \(outcome.role) \(authorityID) (\(outcome.previousState)) would affect")
@@ -160,7 +178,8 @@ struct AdminTaintCommand: AsyncParsableCommand {
 
 struct AdminRevokeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "revoke", abstract: "Revoke a tainted, non-active authority, or one workload certificate by serial.",
+        commandName: "revoke",
+        abstract: "Revoke a tainted, non-active authority, or one workload certificate by serial.",
         discussion: """
             AUTHORITY_ID (root-… or intermediate-…): a revoked root leaves the bundle, a revoked intermediate enters its \
             root's CRL. SERIAL (hex, as `sigil inspect cert` and `sigil audit list` show it): the certificate can no longer \
@@ -174,7 +193,8 @@ struct AdminRevokeCommand: AsyncParsableCommand {
     func run() async throws {
         if target.hasPrefix("root-") || target.hasPrefix("intermediate-") {
             let revoked = try await admin.call(
-                "/admin/revoke", body: AdminRevokeRequest(authorityID: target, reason: reason), as: AdminRevokedAuthority.self)
+                "/admin/revoke", body: AdminRevokeRequest(authorityID: target, reason: reason),
+                as: AdminRevokedAuthority.self)
             if json { return try printJSON(revoked) }
             print("revoked \(revoked.role) \(revoked.id)")
             return
@@ -182,13 +202,16 @@ struct AdminRevokeCommand: AsyncParsableCommand {
         let revoked = try await admin.call(
             "/admin/revoke", body: AdminRevokeRequest(serial: target, reason: reason), as: AdminRevokedCertificate.self)
         if json { return try printJSON(revoked) }
-        print("revoked certificate \(revoked.serial) of \(revoked.spiffeID) (issued by \(revoked.authorityID), valid until \(revoked.notAfter))")
+        print(
+            "revoked certificate \(revoked.serial) of \(revoked.spiffeID) (issued by \(revoked.authorityID), valid until \(revoked.notAfter))"
+        )
         if revoked.expired {
             print("it has already expired: nothing to list in a CRL")
         } else if revoked.inCRL {
             print("listed in the CRL of \(revoked.authorityID) until it expires")
         } else {
-            print("""
+            print(
+                """
                 not in any CRL: its intermediate no longer holds a key (its final CRL is frozen). The certificate can no longer \
                 renew; relying parties accept it until it expires unless you also taint and revoke \(revoked.authorityID).
                 """)

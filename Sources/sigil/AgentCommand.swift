@@ -9,7 +9,8 @@ import SigilCrypto
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
-        abstract: "Obtain and keep renewing one X.509-SVID for this workload; the private key never leaves this process.",
+        abstract:
+            "Obtain and keep renewing one X.509-SVID for this workload; the private key never leaves this process.",
         discussion: """
             Writes svid.pem (leaf + intermediates), svid.key (PKCS#8, 0600) and bundle.pem atomically into --out-dir. \
             Renews at half-life ± jitter, retries with backoff while keeping the current certificate, and renews at once \
@@ -24,24 +25,30 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Key type: ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519.") var keyType: String = "ec-p256"
     @Option(help: "Fraction of the lifetime after which to renew.") var renewFraction: Double = 0.5
     @Option(help: "Relative jitter around the renewal point (±).") var jitter: Double = 0.1
-    @Option(help: "How often to poll the server's authorities for taint and bundle changes.") var pollInterval: String = "10s"
+    @Option(help: "How often to poll the server's authorities for taint and bundle changes.") var pollInterval: String =
+        "10s"
     @Option(help: "Shell command to run after each successful write.") var onRotate: String?
     @Option(help: "With --once: give up after this long.") var timeout: String = "30s"
     @Option(help: "Log level.") var logLevel: String = "info"
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else { throw CLIError("configuration_invalid", "log level \(logLevel) is not known") }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw CLIError("configuration_invalid", "log level \(logLevel) is not known")
+        }
         LoggingSystem.bootstrap(LineLogHandler.factory(level: level))
         guard let algorithm = KeyAlgorithm(configurationName: keyType) else {
             throw CLIError("configuration_invalid", "--key-type \(keyType) is not known")
         }
         // The token travels to the server: never in clear text.
-        guard let url = URLComponents(string: server), url.scheme?.lowercased() == "https", url.host?.isEmpty == false else {
+        guard let url = URLComponents(string: server), url.scheme?.lowercased() == "https", url.host?.isEmpty == false
+        else {
             throw CLIError("configuration_invalid", "--server must be an https:// URL")
         }
         let configuration = AgentConfiguration(
-            serverURL: server, tokenFile: tokenFile, outputDirectory: outDir, caBundle: caBundle, once: once, keyAlgorithm: algorithm,
-            schedule: RenewalSchedule(fraction: renewFraction, jitter: jitter), pollInterval: try parseDuration(pollInterval, flag: "--poll-interval"),
+            serverURL: server, tokenFile: tokenFile, outputDirectory: outDir, caBundle: caBundle, once: once,
+            keyAlgorithm: algorithm,
+            schedule: RenewalSchedule(fraction: renewFraction, jitter: jitter),
+            pollInterval: try parseDuration(pollInterval, flag: "--poll-interval"),
             onRotate: onRotate, onceTimeout: try parseDuration(timeout, flag: "--timeout"))
         let logger = Logger(label: "sigil-agent")
         let agent = AgentService(configuration: configuration, clock: SystemClock(), logger: logger)
@@ -56,7 +63,8 @@ struct AgentCommand: AsyncParsableCommand {
             return
         }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: [.init(service: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -6,9 +6,11 @@ import Logging
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "audit", abstract: "Read and verify the audit log (a chain of HMAC links under a key the KEK seals).",
+        commandName: "audit",
+        abstract: "Read and verify the audit log (a chain of HMAC links under a key the KEK seals).",
         subcommands: [
-            AuditListCommand.self, AuditVerifyCommand.self, AuditHeadCommand.self, AuditExportCommand.self, AuditTailCommand.self,
+            AuditListCommand.self, AuditVerifyCommand.self, AuditHeadCommand.self, AuditExportCommand.self,
+            AuditTailCommand.self,
         ])
 }
 
@@ -18,7 +20,10 @@ struct AuditFilterOptions: ParsableArguments {
     @Option(help: "Records before this time (RFC 3339).") var until: String?
     @Option(name: .customLong("spiffe-id"), help: "Only this subject SPIFFE ID.") var spiffeID: String?
     @Option(help: "Only this certificate serial (hex).") var serial: String?
-    @Option(help: "Only this action (issue, deny, renew, init, prepare, activate, retire, rotate, taint, revoke, start, stop, …).")
+    @Option(
+        help:
+            "Only this action (issue, deny, renew, init, prepare, activate, retire, rotate, taint, revoke, start, stop, …)."
+    )
     var action: String?
     @Option(help: "Only success or failure.") var outcome: String?
 
@@ -31,18 +36,25 @@ struct AuditFilterOptions: ParsableArguments {
             formatter.formatOptions = [.withInternetDateTime]
             if let date = formatter.date(from: text) { return date }
             formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            guard let date = formatter.date(from: text) else { throw ValidationError("\(flag) \(text) is not an RFC 3339 time") }
+            guard let date = formatter.date(from: text) else {
+                throw ValidationError("\(flag) \(text) is not an RFC 3339 time")
+            }
             return date
         }
         var query = AuditQuery(
-            since: try date(since, "--since"), until: try date(until, "--until"), subject: spiffeID, serial: serial, afterSequence: afterSequence,
+            since: try date(since, "--since"), until: try date(until, "--until"), subject: spiffeID, serial: serial,
+            afterSequence: afterSequence,
             limit: limit)
         if let action {
-            guard let parsed = AuditAction(rawValue: action) else { throw ValidationError("--action \(action) is not a known action") }
+            guard let parsed = AuditAction(rawValue: action) else {
+                throw ValidationError("--action \(action) is not a known action")
+            }
             query.action = parsed
         }
         if let outcome {
-            guard let parsed = AuditOutcome(rawValue: outcome) else { throw ValidationError("--outcome must be success or failure") }
+            guard let parsed = AuditOutcome(rawValue: outcome) else {
+                throw ValidationError("--outcome must be success or failure")
+            }
             query.outcome = parsed
         }
         return query
@@ -98,35 +110,49 @@ struct AuditListCommand: AsyncParsableCommand {
             for record in records { print(record.jsonLine) }
             return
         }
-        print("SEQ".padding(8) + "TIME".padding(28) + "ACTION".padding(10) + "OUTCOME".padding(9) + "CODE".padding(22) + "SUBJECT / SERIAL / AUTHORITY / ACTOR")
+        print(
+            "SEQ".padding(8) + "TIME".padding(28) + "ACTION".padding(10) + "OUTCOME".padding(9) + "CODE".padding(22)
+                + "SUBJECT / SERIAL / AUTHORITY / ACTOR")
         for record in records {
             let event = record.event
-            let details = [event.subject, event.serial.map { "serial=\($0)" }, event.authorityID.map { "authority=\($0)" }, "actor=\(event.actor)",
-                           event.reason.map { "reason=\"\($0)\"" }].compactMap { $0 }.joined(separator: " ")
+            let details = [
+                event.subject, event.serial.map { "serial=\($0)" }, event.authorityID.map { "authority=\($0)" },
+                "actor=\(event.actor)",
+                event.reason.map { "reason=\"\($0)\"" },
+            ].compactMap { $0 }.joined(separator: " ")
             // One line per record whatever a stored field holds: control characters never reach the terminal.
-            print(SafeText.escapingControlCharacters(
-                String(record.sequence).padding(8) + AuditRecord.timestamp(event.time).padding(28) + event.action.rawValue.padding(10)
-                + event.outcome.rawValue.padding(9) + (event.code ?? "-").padding(22) + details))
+            print(
+                SafeText.escapingControlCharacters(
+                    String(record.sequence).padding(8) + AuditRecord.timestamp(event.time).padding(28)
+                        + event.action.rawValue.padding(10)
+                        + event.outcome.rawValue.padding(9) + (event.code ?? "-").padding(22) + details))
         }
     }
 }
 
 struct AuditVerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify", abstract: "Walk the whole chain; exit non-zero naming the first edited, deleted, inserted or reordered record.",
+        commandName: "verify",
+        abstract: "Walk the whole chain; exit non-zero naming the first edited, deleted, inserted or reordered record.",
         discussion: """
             Each link is an HMAC under the audit key that the key-encryption key seals, so verifying needs the data \
             directory's kek. Removing the newest records leaves a valid chain: keep the output of `sigil audit head` \
             outside the store and pass it with --head to check that the chain still holds that record.
             """)
     @OptionGroup var data: DataDirectoryOption
-    @Option(help: "A head exported earlier by `sigil audit head --json`: the chain must still hold that record, with that link.")
+    @Option(
+        help:
+            "A head exported earlier by `sigil audit head --json`: the chain must still hold that record, with that link."
+    )
     var head: String?
 
     func run() async throws {
         let anchored: AuditHead?
         if let head {
-            guard let decoded = try? JSONDecoder().decode(AuditHead.self, from: Data(readFile(head, what: "anchored head").utf8)) else {
+            guard
+                let decoded = try? JSONDecoder().decode(
+                    AuditHead.self, from: Data(readFile(head, what: "anchored head").utf8))
+            else {
                 throw CLIError("bad_request", "\(head) is not the JSON that `sigil audit head --json` prints")
             }
             anchored = decoded
@@ -137,7 +163,8 @@ struct AuditVerifyCommand: AsyncParsableCommand {
         var verifier = AuditChainVerifier(key: AuditChainKey(auditKey: try await store.auditKey()))
         var anchoredRecord: AuditRecord? = nil
         var last: Int64 = 0
-        try await forEachAuditRecord(store, { AuditQuery(afterSequence: $0, limit: AuditFilterOptions.pageSize) }) { record in
+        try await forEachAuditRecord(store, { AuditQuery(afterSequence: $0, limit: AuditFilterOptions.pageSize) }) {
+            record in
             if case .broken(let sequence, let reason) = verifier.check(record) {
                 throw CLIError("audit_chain_broken", "record \(sequence): \(reason)")
             }
@@ -148,14 +175,17 @@ struct AuditVerifyCommand: AsyncParsableCommand {
             throw CLIError("audit_chain_broken", problem)
         }
         if case .valid(let count, let hash) = verifier.result {
-            print("audit chain OK: \(count) records, head \(hash)" + (anchored.map { "; anchored head \($0.sequence) is in the chain" } ?? ""))
+            print(
+                "audit chain OK: \(count) records, head \(hash)"
+                    + (anchored.map { "; anchored head \($0.sequence) is in the chain" } ?? ""))
         }
     }
 }
 
 struct AuditHeadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "head", abstract: "Print the newest record's sequence, link and time, to anchor outside the store.",
+        commandName: "head",
+        abstract: "Print the newest record's sequence, link and time, to anchor outside the store.",
         discussion: """
             Keep the JSON (`--json`) somewhere the store's writers cannot change: a ticket, another system, a \
             transparency log. `sigil audit verify --head FILE` later proves the chain was not cut back before it.
@@ -165,7 +195,9 @@ struct AuditHeadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await openAuditStore(data)
-        guard let last = try await store.lastAuditRecord() else { throw CLIError("not_found", "the audit chain is empty") }
+        guard let last = try await store.lastAuditRecord() else {
+            throw CLIError("not_found", "the audit chain is empty")
+        }
         let head = AuditHead(last)
         if json {
             let encoder = JSONEncoder()
@@ -178,7 +210,8 @@ struct AuditHeadCommand: AsyncParsableCommand {
 }
 
 struct AuditExportCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write every (matching) record as JSON lines.")
+    static let configuration = CommandConfiguration(
+        commandName: "export", abstract: "Write every (matching) record as JSON lines.")
     @OptionGroup var data: DataDirectoryOption
     @OptionGroup var filter: AuditFilterOptions
 
@@ -189,7 +222,8 @@ struct AuditExportCommand: AsyncParsableCommand {
 }
 
 struct AuditTailCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "tail", abstract: "Follow new records live (Ctrl-C to stop).")
+    static let configuration = CommandConfiguration(
+        commandName: "tail", abstract: "Follow new records live (Ctrl-C to stop).")
     @OptionGroup var data: DataDirectoryOption
     @OptionGroup var filter: AuditFilterOptions
     @Option(help: "Show this many existing records first.") var lines: Int = 10
@@ -198,15 +232,23 @@ struct AuditTailCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try await openAuditStore(data)
         let clock = SystemClock()
-        var (existing, after) = try await newestAuditRecords(store, { try filter.query(afterSequence: $0) }, count: lines)
+        var (existing, after) = try await newestAuditRecords(
+            store, { try filter.query(afterSequence: $0) }, count: lines)
         func show(_ record: AuditRecord) {
             let event = record.event
-            print(json ? record.jsonLine : SafeText.escapingControlCharacters("\(record.sequence) \(AuditRecord.timestamp(event.time)) \(event.action.rawValue) \(event.outcome.rawValue) \(event.code ?? "-") \(event.subject ?? "-") \(event.serial ?? "-") actor=\(event.actor)"))
+            print(
+                json
+                    ? record.jsonLine
+                    : SafeText.escapingControlCharacters(
+                        "\(record.sequence) \(AuditRecord.timestamp(event.time)) \(event.action.rawValue) \(event.outcome.rawValue) \(event.code ?? "-") \(event.subject ?? "-") \(event.serial ?? "-") actor=\(event.actor)"
+                    ))
         }
         existing.forEach(show)
         while !Task.isCancelled {
             try await clock.sleep(until: clock.now + .milliseconds(500))
-            after = try await forEachAuditRecord(store, after: after, { try filter.query(afterSequence: $0) }) { show($0) }
+            after = try await forEachAuditRecord(store, after: after, { try filter.query(afterSequence: $0) }) {
+                show($0)
+            }
             fflush(nil)
         }
     }

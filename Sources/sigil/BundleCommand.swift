@@ -23,7 +23,8 @@ struct BundleCommand: AsyncParsableCommand {
             print(SPIFFEBundle.pem(roots), terminator: "")
         case .spiffe:
             let bundle = SPIFFEBundle(
-                roots: roots, sequence: snapshot.bundleSequence(at: ca.clock.now), refreshHint: try parseDuration(refreshHint, flag: "--refresh-hint"))
+                roots: roots, sequence: snapshot.bundleSequence(at: ca.clock.now),
+                refreshHint: try parseDuration(refreshHint, flag: "--refresh-hint"))
             print(String(decoding: try bundle.json(), as: UTF8.self))
         }
     }

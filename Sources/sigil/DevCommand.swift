@@ -12,7 +12,9 @@ struct DevCommand: AsyncParsableCommand {
 struct DevTokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token",
-        abstract: "Mint a Kubernetes-shaped projected service-account token from the local development issuer (local mode only).")
+        abstract:
+            "Mint a Kubernetes-shaped projected service-account token from the local development issuer (local mode only)."
+    )
 
     @OptionGroup var data: DataDirectoryOption
     @Option(help: "Kubernetes namespace.") var namespace: String
@@ -20,7 +22,10 @@ struct DevTokenCommand: AsyncParsableCommand {
     @Option(help: "Audience (aud).") var audience: String = "sigil"
     @Option(help: "Token lifetime.") var ttl: String = "10m"
     @Option(help: "Print this many distinct tokens, one per line (for load tests).") var count: Int = 1
-    @Option(help: "With --count: spread the tokens round-robin over this many service accounts, named <service-account>-0, -1, …")
+    @Option(
+        help:
+            "With --count: spread the tokens round-robin over this many service accounts, named <service-account>-0, -1, …"
+    )
     var spread: Int = 1
 
     func run() async throws {
@@ -29,9 +34,11 @@ struct DevTokenCommand: AsyncParsableCommand {
         let lifetime = try parseDuration(ttl, flag: "--ttl")
         for index in 0..<max(1, count) {
             let account = spread == 1 ? serviceAccount : "\(serviceAccount)-\(index % spread)"
-            print(try await issuer.mint(
-                identity: WorkloadIdentity(namespace: namespace, serviceAccount: account), audience: audience, ttl: lifetime,
-                now: SystemClock().now))
+            print(
+                try await issuer.mint(
+                    identity: WorkloadIdentity(namespace: namespace, serviceAccount: account), audience: audience,
+                    ttl: lifetime,
+                    now: SystemClock().now))
         }
     }
 }

@@ -9,11 +9,14 @@ import Logging
 struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Create a CA in the data directory: key-encryption key, store, root (or imported upstream CA) and intermediate.")
+        abstract:
+            "Create a CA in the data directory: key-encryption key, store, root (or imported upstream CA) and intermediate."
+    )
 
     @OptionGroup var data: DataDirectoryOption
     @Option(help: "SPIFFE trust domain.") var trustDomain: String = "cluster.local"
-    @Option(help: "Authority key type: ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519.") var keyType: String = "ec-p256"
+    @Option(help: "Authority key type: ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519.") var keyType: String =
+        "ec-p256"
     @Option(help: "Root lifetime.") var rootTTL: String = "365d"
     @Option(help: "Intermediate lifetime.") var intermediateTTL: String = "48h"
     @Option(help: "Upstream CA certificate (PEM) to chain Sigil's intermediates to, instead of a Sigil root.")
@@ -22,7 +25,8 @@ struct InitCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let algorithm = KeyAlgorithm(configurationName: keyType) else {
-            throw ValidationError("--key-type \(keyType) is not one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
+            throw ValidationError(
+                "--key-type \(keyType) is not one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
         }
         let configuration = AuthorityConfiguration(
             trustDomain: try TrustDomain(trustDomain), keyAlgorithm: algorithm,
@@ -40,17 +44,20 @@ struct InitCommand: AsyncParsableCommand {
         }
         if let upstream {
             // Refuse a bad upstream before anything is written, so the directory stays initialisable.
-            try CertificateAuthority.checkUpstream(upstream, trustDomain: configuration.trustDomain, at: SystemClock().now)
+            try CertificateAuthority.checkUpstream(
+                upstream, trustDomain: configuration.trustDomain, at: SystemClock().now)
         }
         let directory = DataDirectory(path: data.dataDir)
         let createdFiles = !directory.isInitialized && data.storeLocation == "sqlite"
         let store = try await data.openStore(create: true)
         guard try await store.authorities().isEmpty else {
-            throw CLIError("conflict", "\(data.dataDir) already holds a Sigil CA; use `sigil inspect --data-dir \(data.dataDir)`")
+            throw CLIError(
+                "conflict", "\(data.dataDir) already holds a Sigil CA; use `sigil inspect --data-dir \(data.dataDir)`")
         }
         do {
             try await store.saveAuthorityConfiguration(configuration)
-            let authority = CertificateAuthority(store: store, configuration: configuration, policy: IssuancePolicy(), clock: SystemClock())
+            let authority = CertificateAuthority(
+                store: store, configuration: configuration, policy: IssuancePolicy(), clock: SystemClock())
             try await authority.bootstrap(upstream: upstream)
         } catch {
             if createdFiles {
@@ -65,7 +72,9 @@ struct InitCommand: AsyncParsableCommand {
         let authorities = try await ca.authority.snapshot().authorities
         print("Initialised Sigil CA for trust domain \(configuration.trustDomain) in \(data.dataDir)")
         for record in authorities.records {
-            print("  \(record.role.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(record.id)  \(record.state.rawValue)  until \(Format.date(record.notAfter))\(record.isUpstream ? "  (upstream)" : "")")
+            print(
+                "  \(record.role.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(record.id)  \(record.state.rawValue)  until \(Format.date(record.notAfter))\(record.isUpstream ? "  (upstream)" : "")"
+            )
         }
         print("Trust bundle: \(directory.bundlePath)")
     }

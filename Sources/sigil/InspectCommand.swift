@@ -26,19 +26,29 @@ struct InspectTreeCommand: AsyncParsableCommand {
         let counts = try await ca.store.liveCounts(at: now)
         let views = AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now)
         if json {
-            print(try Format.json(AuthoritiesResponse(trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: now), authorities: views)))
+            print(
+                try Format.json(
+                    AuthoritiesResponse(
+                        trustDomain: ca.configuration.trustDomain.name,
+                        bundleSequence: snapshot.bundleSequence(at: now), authorities: views)))
             return
         }
-        print("Trust domain \(ca.configuration.trustDomain)  ·  bundle sequence \(snapshot.bundleSequence(at: now))  ·  \(Format.date(now))")
+        print(
+            "Trust domain \(ca.configuration.trustDomain)  ·  bundle sequence \(snapshot.bundleSequence(at: now))  ·  \(Format.date(now))"
+        )
         func show(_ view: AuthorityView, indent: String) {
             let marker = indent.isEmpty ? "" : "└─ "
-            print("\(indent)\(marker)\(view.id)  [\(view.role), \(view.state)\(view.upstream ? ", upstream" : "")]  \(view.keyType)")
+            print(
+                "\(indent)\(marker)\(view.id)  [\(view.role), \(view.state)\(view.upstream ? ", upstream" : "")]  \(view.keyType)"
+            )
             let pad = indent + (indent.isEmpty ? "   " : "      ")
             print("\(pad)subject   \(view.subject)")
             let left = view.secondsLeft.map { $0 > 0 ? Duration.seconds($0).humanReadable + " left" : "expired" } ?? ""
             print("\(pad)valid     \(view.notBefore) → \(view.notAfter)  (\(left))")
             print("\(pad)sha256    \(Format.fingerprint(view.sha256Fingerprint))")
-            print("\(pad)key       sha256 \(view.publicKeySHA256)\(view.keyStored == false ? "  (private key erased: signs nothing)" : "")")
+            print(
+                "\(pad)key       sha256 \(view.publicKeySHA256)\(view.keyStored == false ? "  (private key erased: signs nothing)" : "")"
+            )
             if view.role == "intermediate" { print("\(pad)live      \(view.liveCertificates ?? 0) certificate(s)") }
             for child in views where child.parentID == view.id && child.id != view.id {
                 show(child, indent: pad)
@@ -51,7 +61,8 @@ struct InspectTreeCommand: AsyncParsableCommand {
 struct InspectCertCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cert",
-        abstract: "Explain a certificate (PEM chain, leaf first) and say whether and why it verifies against the current bundle.",
+        abstract:
+            "Explain a certificate (PEM chain, leaf first) and say whether and why it verifies against the current bundle.",
         discussion: "Exits 0 when the certificate verifies now, 1 when it does not.")
 
     @OptionGroup var data: DataDirectoryOption
@@ -84,7 +95,8 @@ struct InspectCertCommand: AsyncParsableCommand {
         let authorities = try await ca.authority.snapshot().authorities
         let issuer = authorities.records.first {
             $0.certificate.subjectNameDER == leaf.issuerNameDER
-                && ($0.certificate.subjectKeyIdentifier == leaf.authorityKeyIdentifier || leaf.authorityKeyIdentifier == nil)
+                && ($0.certificate.subjectKeyIdentifier == leaf.authorityKeyIdentifier
+                    || leaf.authorityKeyIdentifier == nil)
         }
         let known = authorities.records.filter { $0.role == .intermediate }.map(\.certificate)
         let roots = authorities.bundleRoots(at: now).map(\.certificate)
@@ -108,11 +120,13 @@ struct InspectCertCommand: AsyncParsableCommand {
         }
         let report = Report(
             subject: leaf.subject.description, issuer: leaf.issuer.description, serial: leaf.serial.hex,
-            san: leaf.subjectAlternativeNames?.value.map(\.description) ?? [], not_before: leaf.notBefore, not_after: leaf.notAfter,
+            san: leaf.subjectAlternativeNames?.value.map(\.description) ?? [], not_before: leaf.notBefore,
+            not_after: leaf.notAfter,
             key_type: leaf.publicKey.algorithm.description, key_usage: leaf.keyUsage?.value.names ?? [],
             extended_key_usage: leaf.extendedKeyUsage?.value.map(\.description) ?? [],
             is_ca: leaf.basicConstraints?.value.isCA ?? false, sha256_fingerprint: leaf.sha256Fingerprint,
-            issuing_authority: issuer?.id, issuing_authority_state: issuer?.state.rawValue, verifies: verifies, reason: reason)
+            issuing_authority: issuer?.id, issuing_authority_state: issuer?.state.rawValue, verifies: verifies,
+            reason: reason)
         if json {
             print(try Format.json(report))
         } else {
@@ -120,11 +134,17 @@ struct InspectCertCommand: AsyncParsableCommand {
             print("issuer       \(report.issuer)")
             print("serial       \(report.serial)")
             print("SAN          \(report.san.joined(separator: ", "))")
-            print("valid        \(Format.date(leaf.notBefore)) → \(Format.date(leaf.notAfter))  (\(Format.timeLeft(until: leaf.notAfter, from: now)))")
+            print(
+                "valid        \(Format.date(leaf.notBefore)) → \(Format.date(leaf.notAfter))  (\(Format.timeLeft(until: leaf.notAfter, from: now)))"
+            )
             print("key          \(report.key_type)")
-            print("key usage    \(report.key_usage.joined(separator: ", "))  ·  EKU \(report.extended_key_usage.joined(separator: ", "))  ·  CA \(report.is_ca)")
+            print(
+                "key usage    \(report.key_usage.joined(separator: ", "))  ·  EKU \(report.extended_key_usage.joined(separator: ", "))  ·  CA \(report.is_ca)"
+            )
             print("sha256       \(Format.fingerprint(report.sha256_fingerprint))")
-            print("authority    \(issuer.map { "\($0.id) (\($0.state.rawValue))" } ?? "not one of this CA's authorities")")
+            print(
+                "authority    \(issuer.map { "\($0.id) (\($0.state.rawValue))" } ?? "not one of this CA's authorities")"
+            )
             print("verifies     \(verifies ? "yes" : "no"): \(reason)")
         }
         if !verifies { throw ExitCode(1) }

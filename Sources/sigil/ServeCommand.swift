@@ -9,7 +9,8 @@ import SigilServer
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the CA: HTTPS issuance API, rotation, and (with no token source) a local development token issuer.",
+        abstract:
+            "Run the CA: HTTPS issuance API, rotation, and (with no token source) a local development token issuer.",
         discussion: """
             Settings come from flags, then SIGIL_* environment variables (SIGIL_LISTEN, SIGIL_TOKEN_ISSUER, …), then the \
             JSON config file (--config / SIGIL_CONFIG, keys as in pki/sigil.example.json; unknown keys are rejected), \
@@ -29,21 +30,26 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: Keys.tokenAudience.name, help: Keys.tokenAudience.help) var tokenAudience: String?
     @Option(name: Keys.tokenReview.name, help: Keys.tokenReview.help) var tokenReview: String?
     @Option(name: Keys.tokenReviewCA.name, help: Keys.tokenReviewCA.help) var tokenReviewCA: String?
-    @Option(name: Keys.tokenReviewCredential.name, help: Keys.tokenReviewCredential.help) var tokenReviewCredential: String?
+    @Option(name: Keys.tokenReviewCredential.name, help: Keys.tokenReviewCredential.help) var tokenReviewCredential:
+        String?
     @Flag(name: Keys.localMode.name, help: Keys.localMode.help) var localMode = false
     @Option(name: .customLong("tls-name"), help: Keys.tlsNames.help) var tlsNames: [String] = []
     @Option(name: Keys.adminSocket.name, help: Keys.adminSocket.help) var adminSocket: String?
     @Option(name: Keys.auditSink.name, help: Keys.auditSink.help) var auditSink: String?
     @Option(name: Keys.auditDenialBudget.name, help: Keys.auditDenialBudget.help) var auditDenialBudget: String?
     @Option(name: Keys.rateLimitClient.name, help: Keys.rateLimitClient.help) var rateLimitClient: String?
-    @Option(name: Keys.rateLimitClientBurst.name, help: Keys.rateLimitClientBurst.help) var rateLimitClientBurst: String?
+    @Option(name: Keys.rateLimitClientBurst.name, help: Keys.rateLimitClientBurst.help) var rateLimitClientBurst:
+        String?
     @Option(name: Keys.rateLimitIdentity.name, help: Keys.rateLimitIdentity.help) var rateLimitIdentity: String?
-    @Option(name: Keys.rateLimitIdentityBurst.name, help: Keys.rateLimitIdentityBurst.help) var rateLimitIdentityBurst: String?
+    @Option(name: Keys.rateLimitIdentityBurst.name, help: Keys.rateLimitIdentityBurst.help) var rateLimitIdentityBurst:
+        String?
     @Option(name: Keys.requestTimeout.name, help: Keys.requestTimeout.help) var requestTimeout: String?
     @Option(name: Keys.idleTimeout.name, help: Keys.idleTimeout.help) var idleTimeout: String?
     @Option(name: Keys.renewalMaxAge.name, help: Keys.renewalMaxAge.help) var renewalMaxAge: String?
     @Option(name: Keys.logLevel.name, help: Keys.logLevel.help) var logLevel: String?
-    @Option(help: "JSON config file (keys as in pki/sigil.example.json; unknown keys are rejected). [default: $SIGIL_CONFIG]")
+    @Option(
+        help:
+            "JSON config file (keys as in pki/sigil.example.json; unknown keys are rejected). [default: $SIGIL_CONFIG]")
     var config: String?
     @Flag(help: .hidden) var configurationTable = false
 
@@ -53,22 +59,31 @@ struct ServeCommand: AsyncParsableCommand {
         func value(_ key: ConfigurationKey, _ flag: String?) -> String? { flag ?? settings.value(key) }
 
         let level = value(Keys.logLevel, logLevel) ?? "info"
-        guard let logLevel = Logger.Level(rawValue: level) else { throw CLIError("configuration_invalid", "log level \(level) is not known") }
+        guard let logLevel = Logger.Level(rawValue: level) else {
+            throw CLIError("configuration_invalid", "log level \(level) is not known")
+        }
         LoggingSystem.bootstrap(LineLogHandler.factory(level: logLevel))
         let logger = Logger(label: "sigil")
 
         let listenValue = value(Keys.listen, listen) ?? "127.0.0.1:8443"
-        guard let colon = listenValue.lastIndex(of: ":"), let port = Int(listenValue[listenValue.index(after: colon)...]), (0...65535).contains(port) else {
+        guard let colon = listenValue.lastIndex(of: ":"),
+            let port = Int(listenValue[listenValue.index(after: colon)...]), (0...65535).contains(port)
+        else {
             throw CLIError("configuration_invalid", "--listen \(listenValue) is not host:port")
         }
         let host = String(listenValue[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
 
-        var authority = AuthorityConfiguration(trustDomain: try TrustDomain(value(Keys.trustDomain, trustDomain) ?? "cluster.local"))
+        var authority = AuthorityConfiguration(
+            trustDomain: try TrustDomain(value(Keys.trustDomain, trustDomain) ?? "cluster.local"))
         if let key = settings.value(Keys.authorityKeyType) {
-            guard let algorithm = KeyAlgorithm(configurationName: key) else { throw CLIError("configuration_invalid", "authority.key_type \(key) is not known") }
+            guard let algorithm = KeyAlgorithm(configurationName: key) else {
+                throw CLIError("configuration_invalid", "authority.key_type \(key) is not known")
+            }
             authority.keyAlgorithm = algorithm
         }
-        if let ttl = settings.value(Keys.authorityRootTTL) { authority.rootLifetime = try parseDuration(ttl, flag: Keys.authorityRootTTL.key) }
+        if let ttl = settings.value(Keys.authorityRootTTL) {
+            authority.rootLifetime = try parseDuration(ttl, flag: Keys.authorityRootTTL.key)
+        }
         if let ttl = settings.value(Keys.authorityIntermediateTTL) {
             authority.intermediateLifetime = try parseDuration(ttl, flag: Keys.authorityIntermediateTTL.key)
         }
@@ -82,7 +97,8 @@ struct ServeCommand: AsyncParsableCommand {
         let source: TokenSource
         if let review {
             source = .tokenReview(
-                url: review, caFile: value(Keys.tokenReviewCA, tokenReviewCA), credentialFile: value(Keys.tokenReviewCredential, tokenReviewCredential))
+                url: review, caFile: value(Keys.tokenReviewCA, tokenReviewCA),
+                credentialFile: value(Keys.tokenReviewCredential, tokenReviewCredential))
         } else if let jwks {
             source = jwks.hasPrefix("https://") || jwks.hasPrefix("http://") ? .jwksURL(jwks) : .jwksFile(path: jwks)
         } else if issuer != nil {
@@ -91,7 +107,8 @@ struct ServeCommand: AsyncParsableCommand {
             source = .local
         }
         var configuration = ServerConfiguration(
-            dataDirectory: value(Keys.dataDir, dataDir) ?? "pki", host: host, port: port, store: value(Keys.store, store) ?? "sqlite",
+            dataDirectory: value(Keys.dataDir, dataDir) ?? "pki", host: host, port: port,
+            store: value(Keys.store, store) ?? "sqlite",
             authority: authority, policy: policy, tokenSource: source, tokenIssuer: issuer,
             tokenAudience: value(Keys.tokenAudience, tokenAudience) ?? "sigil")
         if !tlsNames.isEmpty {
@@ -102,18 +119,25 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.auditSink = value(Keys.auditSink, auditSink)
         configuration.adminSocket = value(Keys.adminSocket, adminSocket)
         if let bytes = settings.value(Keys.maxBodyBytes).flatMap(Int.init) { configuration.maxBodyBytes = bytes }
-        if let hint = settings.value(Keys.bundleRefreshHint) { configuration.bundleRefreshHint = try parseDuration(hint, flag: "bundle_refresh_hint") }
+        if let hint = settings.value(Keys.bundleRefreshHint) {
+            configuration.bundleRefreshHint = try parseDuration(hint, flag: "bundle_refresh_hint")
+        }
         configuration.clientRateLimit = try rateLimit(
             value(Keys.rateLimitClient, rateLimitClient), value(Keys.rateLimitClientBurst, rateLimitClientBurst),
             default: configuration.clientRateLimit, name: "--rate-limit-client")
         configuration.identityRateLimit = try rateLimit(
-            value(Keys.rateLimitIdentity, rateLimitIdentity), value(Keys.rateLimitIdentityBurst, rateLimitIdentityBurst),
+            value(Keys.rateLimitIdentity, rateLimitIdentity),
+            value(Keys.rateLimitIdentityBurst, rateLimitIdentityBurst),
             default: configuration.identityRateLimit, name: "--rate-limit-identity")
         if let timeout = value(Keys.requestTimeout, requestTimeout) {
             configuration.requestTimeout = try parseDuration(timeout, flag: "--request-timeout")
         }
-        if let timeout = value(Keys.idleTimeout, idleTimeout) { configuration.idleTimeout = try parseDuration(timeout, flag: "--idle-timeout") }
-        if let age = value(Keys.renewalMaxAge, renewalMaxAge) { configuration.policy.renewalMaxAge = try parseDuration(age, flag: "--renewal-max-age") }
+        if let timeout = value(Keys.idleTimeout, idleTimeout) {
+            configuration.idleTimeout = try parseDuration(timeout, flag: "--idle-timeout")
+        }
+        if let age = value(Keys.renewalMaxAge, renewalMaxAge) {
+            configuration.policy.renewalMaxAge = try parseDuration(age, flag: "--renewal-max-age")
+        }
         if let refresh = value(Keys.tokenJWKSRefresh, tokenJWKSRefresh) {
             configuration.tokenJWKSRefresh = try parseDuration(refresh, flag: "--token-jwks-refresh")
         }
@@ -134,18 +158,26 @@ struct ServeCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(line.utf8))
         }
         let group = ServiceGroup(
-            configuration: .init(services: built.services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: built.services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await group.run()
     }
 
-    private func rateLimit(_ rate: String?, _ burst: String?, default fallback: RateLimit, name: String) throws -> RateLimit {
+    private func rateLimit(
+        _ rate: String?, _ burst: String?, default fallback: RateLimit, name: String
+    ) throws -> RateLimit {
         var limit = fallback
         if let rate {
-            guard let value = Double(rate) else { throw CLIError("configuration_invalid", "\(name) \(rate) is not a number") }
+            guard let value = Double(rate) else {
+                throw CLIError("configuration_invalid", "\(name) \(rate) is not a number")
+            }
             limit.perSecond = value
         }
         if let burst {
-            guard let value = Int(burst) else { throw CLIError("configuration_invalid", "\(name)-burst \(burst) is not a whole number") }
+            guard let value = Int(burst) else {
+                throw CLIError("configuration_invalid", "\(name)-burst \(burst) is not a whole number")
+            }
             limit.burst = value
         }
         try limit.validate(name)
@@ -174,7 +206,9 @@ struct Settings {
         }
         let unknown = Set(file.keys).subtracting(Self.knownKeys)
         guard unknown.isEmpty else {
-            throw CLIError("configuration_invalid", "config file \(configPath): unknown key(s) \(unknown.sorted().joined(separator: ", "))")
+            throw CLIError(
+                "configuration_invalid",
+                "config file \(configPath): unknown key(s) \(unknown.sorted().joined(separator: ", "))")
         }
     }
 
@@ -196,21 +230,34 @@ struct Settings {
 
     func policy() throws -> IssuancePolicy {
         var policy = IssuancePolicy()
-        if let ttl = value(ConfigurationKeys.policyDefaultTTL) { policy.defaultTTL = try parseDuration(ttl, flag: "policy.default_ttl") }
-        if let ttl = value(ConfigurationKeys.policyMaxTTL) { policy.maxTTL = try parseDuration(ttl, flag: "policy.max_ttl") }
-        if let ttl = value(ConfigurationKeys.policyMinTTL) { policy.minTTL = try parseDuration(ttl, flag: "policy.min_ttl") }
+        if let ttl = value(ConfigurationKeys.policyDefaultTTL) {
+            policy.defaultTTL = try parseDuration(ttl, flag: "policy.default_ttl")
+        }
+        if let ttl = value(ConfigurationKeys.policyMaxTTL) {
+            policy.maxTTL = try parseDuration(ttl, flag: "policy.max_ttl")
+        }
+        if let ttl = value(ConfigurationKeys.policyMinTTL) {
+            policy.minTTL = try parseDuration(ttl, flag: "policy.min_ttl")
+        }
         if let backdate = value(ConfigurationKeys.policyBackdate) {
-            guard let duration = Duration(parsing: backdate) else { throw CLIError("configuration_invalid", "policy.backdate \(backdate) is not a duration") }
+            guard let duration = Duration(parsing: backdate) else {
+                throw CLIError("configuration_invalid", "policy.backdate \(backdate) is not a duration")
+            }
             policy.backdate = duration
         }
         if let keys = list(ConfigurationKeys.policyAllowedKeyTypes) {
-            policy.allowedKeys = Set(try keys.map { name in
-                guard let algorithm = KeyAlgorithm(configurationName: name) else { throw CLIError("configuration_invalid", "policy.allowed_key_types: \(name) is not known") }
-                return algorithm
-            })
+            policy.allowedKeys = Set(
+                try keys.map { name in
+                    guard let algorithm = KeyAlgorithm(configurationName: name) else {
+                        throw CLIError("configuration_invalid", "policy.allowed_key_types: \(name) is not known")
+                    }
+                    return algorithm
+                })
         }
         if let templates = list(ConfigurationKeys.policyDNSTemplates) { policy.dnsTemplates = templates }
-        if let namespaces = list(ConfigurationKeys.policyAllowedNamespaces) { policy.allowedNamespaces = Set(namespaces) }
+        if let namespaces = list(ConfigurationKeys.policyAllowedNamespaces) {
+            policy.allowedNamespaces = Set(namespaces)
+        }
         if let namespaces = list(ConfigurationKeys.policyDeniedNamespaces) { policy.deniedNamespaces = Set(namespaces) }
         if let limits = file[ConfigurationKeys.policyNamespaceMaxTTL.key] as? [String: String] {
             policy.namespaceMaxTTL = try limits.mapValues { try parseDuration($0, flag: "policy.namespace_max_ttl") }

@@ -11,7 +11,10 @@ struct Sigil: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sigil",
         abstract: "Workload identity and certificate authority: SPIFFE X.509-SVIDs for a service mesh.",
-        subcommands: [ServeCommand.self, InitCommand.self, IssueCommand.self, InspectCommand.self, BundleCommand.self, AuditCommand.self, AdminCommand.self, AgentCommand.self, DevCommand.self])
+        subcommands: [
+            ServeCommand.self, InitCommand.self, IssueCommand.self, InspectCommand.self, BundleCommand.self,
+            AuditCommand.self, AdminCommand.self, AgentCommand.self, DevCommand.self,
+        ])
 
     static func main() async {
         // Everything Sigil creates (keys, database, sockets) is private to its user unless made public on purpose.
@@ -54,13 +57,21 @@ struct CLIError: Error, CustomStringConvertible {
 struct DataDirectoryOption: ParsableArguments {
     @Option(name: .long, help: "Data directory holding the store, key-encryption key and bundle.")
     var dataDir: String = "pki"
-    @Option(name: .long, help: "Store: sqlite (in the data directory) or a postgres:// URL. [default: $SIGIL_STORE or sqlite]")
+    @Option(
+        name: .long,
+        help: "Store: sqlite (in the data directory) or a postgres:// URL. [default: $SIGIL_STORE or sqlite]")
     var store: String?
 
-    @Option(name: .long, help: "How long to keep trying to reach a PostgreSQL store, each failed attempt logged with its cause. [default: 30s]")
+    @Option(
+        name: .long,
+        help:
+            "How long to keep trying to reach a PostgreSQL store, each failed attempt logged with its cause. [default: 30s]"
+    )
     var storeConnectTimeout: String = "30s"
 
-    var storeLocation: String { store ?? ProcessInfo.processInfo.environment["SIGIL_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? "sqlite" }
+    var storeLocation: String {
+        store ?? ProcessInfo.processInfo.environment["SIGIL_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? "sqlite"
+    }
 
     /// Opens the store these options name (`create`: initialise the data directory first).
     func openStore(create: Bool = false) async throws -> any SigilStoreBackend {

@@ -15,17 +15,20 @@ struct LocalCA {
     let authority: CertificateAuthority
     let clock: SystemClock
 
-    static func open(_ options: DataDirectoryOption, policy: IssuancePolicy = IssuancePolicy()) async throws -> LocalCA {
+    static func open(_ options: DataDirectoryOption, policy: IssuancePolicy = IssuancePolicy()) async throws -> LocalCA
+    {
         let path = options.dataDir
         let directory = DataDirectory(path: path)
         let store = try await options.openStore()
         guard let configuration = try await store.loadAuthorityConfiguration() else {
-            throw CLIError("not_found", "the store in \(path) was never initialised: run `sigil init --data-dir \(path)`")
+            throw CLIError(
+                "not_found", "the store in \(path) was never initialised: run `sigil init --data-dir \(path)`")
         }
         let clock = SystemClock()
         let authority = CertificateAuthority(store: store, configuration: configuration, policy: policy, clock: clock)
         try await authority.reload()
-        return LocalCA(directory: directory, store: store, configuration: configuration, authority: authority, clock: clock)
+        return LocalCA(
+            directory: directory, store: store, configuration: configuration, authority: authority, clock: clock)
     }
 
     /// Rewrites `bundle.pem` (public, 0644) from the current roots.

@@ -41,7 +41,9 @@ struct AgentLoopTests {
         return OnDisk(serial: leaf.serial.hex, notBefore: leaf.notBefore, notAfter: leaf.notAfter, key: key)
     }
 
-    @Test("renews at the seeded half-life point and not a second before; keeps the SVID and backs off while it cannot renew")
+    @Test(
+        "renews at the seeded half-life point and not a second before; keeps the SVID and backs off while it cannot renew"
+    )
     func renewalLoop() async throws {
         let directory = try TemporaryDirectory()
         let dataDirectory = directory.file("data")
@@ -51,10 +53,13 @@ struct AgentLoopTests {
         let clock = ManualClock(now: Date())
 
         var configuration = ServerConfiguration(
-            dataDirectory: dataDirectory, port: 0, authority: AuthorityConfiguration(trustDomain: try TrustDomain("cluster.local")))
+            dataDirectory: dataDirectory, port: 0,
+            authority: AuthorityConfiguration(trustDomain: try TrustDomain("cluster.local")))
         configuration.adminSocket = nil
         let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-        let server = try await buildServer(configuration: configuration, clock: clock, logger: Self.quiet) { port in portSink.yield(port) }
+        let server = try await buildServer(configuration: configuration, clock: clock, logger: Self.quiet) { port in
+            portSink.yield(port)
+        }
         let serverTask = Task {
             try await ServiceGroup(services: server.services, logger: Self.quiet).run()
         }
@@ -66,14 +71,17 @@ struct AgentLoopTests {
         try await clock.waitForSleepers(count: Self.serverSleepers)
 
         let issuer = try LocalTokenIssuer.load(dataDirectory: dataDirectory, create: false)
-        let token = try await issuer.mint(identity: Self.identity, audience: "sigil", ttl: .seconds(86_400), now: clock.now)
+        let token = try await issuer.mint(
+            identity: Self.identity, audience: "sigil", ttl: .seconds(86_400), now: clock.now)
         try SecureFile.write(Data(token.utf8), to: tokenFile)
 
         let schedule = RenewalSchedule()
         let agentConfiguration = AgentConfiguration(
             serverURL: "https://127.0.0.1:\(port)", tokenFile: tokenFile, outputDirectory: out,
             caBundle: dataDirectory + "/bundle.pem", schedule: schedule)
-        let agent = AgentService(configuration: agentConfiguration, clock: clock, logger: Self.quiet, random: SeededGenerator(state: Self.seed))
+        let agent = AgentService(
+            configuration: agentConfiguration, clock: clock, logger: Self.quiet,
+            random: SeededGenerator(state: Self.seed))
         let agentTask = Task { try await agent.run() }
         defer { agentTask.cancel() }
         var expected = SeededGenerator(state: Self.seed)
@@ -91,8 +99,11 @@ struct AgentLoopTests {
         clock.set(renewAt)
         try await clock.waitForSleepers(count: Self.serverSleepers + 1)
         let second = try Self.onDisk(out)
-        #expect(second.serial != first.serial && second.key != first.key, "no renewal (with a fresh key) at the scheduled time")
-        #expect(abs(second.notBefore.timeIntervalSince(renewAt)) < 120, "the new SVID starts at the server's (manual) time")
+        #expect(
+            second.serial != first.serial && second.key != first.key,
+            "no renewal (with a fresh key) at the scheduled time")
+        #expect(
+            abs(second.notBefore.timeIntervalSince(renewAt)) < 120, "the new SVID starts at the server's (manual) time")
 
         // The token vanishes: the renewal fails, the current SVID stays, the retry comes after the seeded backoff.
         let secondRenewAt = schedule.renewAt(notBefore: second.notBefore, notAfter: second.notAfter, using: &expected)

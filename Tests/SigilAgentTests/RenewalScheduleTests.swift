@@ -12,7 +12,9 @@ struct RenewalScheduleTests {
     func halfLifeWithJitter() {
         var random = SeededGenerator(state: 42)
         let schedule = RenewalSchedule()
-        let points = (0..<500).map { _ in schedule.renewAt(notBefore: notBefore, notAfter: notAfter, using: &random).timeIntervalSince(notBefore) }
+        let points = (0..<500).map { _ in
+            schedule.renewAt(notBefore: notBefore, notAfter: notAfter, using: &random).timeIntervalSince(notBefore)
+        }
         #expect(points.allSatisfy { $0 >= 1620 && $0 <= 1980 })  // 1800 s ± 10 %
         #expect((points.max() ?? 0) - (points.min() ?? 0) > 300)
     }
@@ -21,7 +23,9 @@ struct RenewalScheduleTests {
     func exactFraction() {
         var random = SeededGenerator(state: 1)
         let schedule = RenewalSchedule(fraction: 0.75, jitter: 0)
-        #expect(schedule.renewAt(notBefore: notBefore, notAfter: notAfter, using: &random) == notBefore.addingTimeInterval(2700))
+        #expect(
+            schedule.renewAt(notBefore: notBefore, notAfter: notAfter, using: &random)
+                == notBefore.addingTimeInterval(2700))
     }
 
     @Test("backoff grows exponentially, stays within [½, 1] of each step, and is capped")

@@ -26,7 +26,8 @@ struct AuditChainTests {
         for index in 1...count {
             records.append(
                 AuditRecord.chained(
-                    event(index), sequence: Int64(index), previousHash: records.last?.hash ?? AuditRecord.genesisHash, key: key))
+                    event(index), sequence: Int64(index), previousHash: records.last?.hash ?? AuditRecord.genesisHash,
+                    key: key))
         }
         return records
     }
@@ -208,14 +209,19 @@ struct AuditChainTests {
     @Test("a fixed record under a fixed key has a fixed link (the chain format cannot change unnoticed)")
     func goldenLink() {
         let event = AuditEvent(
-            time: Date(microsecondsSince1970: 1_790_000_000_123_456), actor: "spiffe://example.org/ns/default/sa/web", action: .issue,
-            subject: "spiffe://example.org/ns/default/sa/web", serial: "0123456789abcdef", authorityID: "intermediate-0123456789abcdef",
+            time: Date(microsecondsSince1970: 1_790_000_000_123_456), actor: "spiffe://example.org/ns/default/sa/web",
+            action: .issue,
+            subject: "spiffe://example.org/ns/default/sa/web", serial: "0123456789abcdef",
+            authorityID: "intermediate-0123456789abcdef",
             publicKeySHA256: String(repeating: "a", count: 64), requestID: "req-1", clientAddress: "192.0.2.1",
             tokenHMAC: String(repeating: "b", count: 64))
-        let canonical = String(decoding: AuditRecord.canonicalEncoding(event, sequence: 7, previousHash: AuditRecord.genesisHash), as: UTF8.self)
+        let canonical = String(
+            decoding: AuditRecord.canonicalEncoding(event, sequence: 7, previousHash: AuditRecord.genesisHash),
+            as: UTF8.self)
         #expect(
             canonical
-                == #"{"action":"issue","actor":"spiffe://example.org/ns/default/sa/web","authority":"intermediate-0123456789abcdef","client":"192.0.2.1","code":null,"key_sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","outcome":"success","prev":"0000000000000000000000000000000000000000000000000000000000000000","reason":null,"request_id":"req-1","seq":7,"serial":"0123456789abcdef","subject":"spiffe://example.org/ns/default/sa/web","time_us":1790000000123456,"token_hmac":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#)
+                == #"{"action":"issue","actor":"spiffe://example.org/ns/default/sa/web","authority":"intermediate-0123456789abcdef","client":"192.0.2.1","code":null,"key_sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","outcome":"success","prev":"0000000000000000000000000000000000000000000000000000000000000000","reason":null,"request_id":"req-1","seq":7,"serial":"0123456789abcdef","subject":"spiffe://example.org/ns/default/sa/web","time_us":1790000000123456,"token_hmac":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#
+        )
         // HMAC-SHA-256 of the line above under HMAC-SHA-256(0x07 × 32, "sigil audit chain v1"), computed with
         // Python's hmac module (Tests/SigilCoreTests/Fixtures/README.md has the command).
         #expect(
@@ -232,7 +238,8 @@ struct AuditChainTests {
             var event = records[index].event
             if index == 1 { event.subject = "spiffe://example.org/ns/default/sa/admin" }
             let hash = AuditRecord.legacyHash(event, sequence: records[index].sequence, previousHash: previous)
-            records[index] = AuditRecord(sequence: records[index].sequence, event: event, previousHash: previous, hash: hash)
+            records[index] = AuditRecord(
+                sequence: records[index].sequence, event: event, previousHash: previous, hash: hash)
             previous = hash
         }
         guard case .broken(let sequence, _) = Self.verify(records) else {
@@ -264,8 +271,10 @@ struct AuditChainTests {
     func boundedRecord() {
         let hostile = String(repeating: "\"\\\n\u{1b}[2J\u{202e}é", count: 20_000)
         let event = AuditEvent(
-            time: Self.start, actor: hostile, action: .deny, outcome: .failure, code: hostile, reason: hostile, subject: hostile,
-            serial: hostile, authorityID: hostile, publicKeySHA256: hostile, requestID: hostile, clientAddress: hostile, tokenHMAC: hostile)
+            time: Self.start, actor: hostile, action: .deny, outcome: .failure, code: hostile, reason: hostile,
+            subject: hostile,
+            serial: hostile, authorityID: hostile, publicKeySHA256: hostile, requestID: hostile, clientAddress: hostile,
+            tokenHMAC: hostile)
         let record = AuditRecord.chained(event, sequence: 1, previousHash: AuditRecord.genesisHash, key: Self.key)
         let canonical = AuditRecord.canonicalEncoding(record.event, sequence: 1, previousHash: AuditRecord.genesisHash)
         #expect(canonical.count <= AuditEvent.maxEncodedBytes, "\(canonical.count) bytes")
@@ -275,7 +284,9 @@ struct AuditChainTests {
         #expect(Self.verify([record]) == .valid(records: 1, lastHash: record.hash))
         // Ordinary records are stored exactly as given.
         let plain = Self.event(1)
-        #expect(AuditRecord.chained(plain, sequence: 1, previousHash: AuditRecord.genesisHash, key: Self.key).event == plain)
+        #expect(
+            AuditRecord.chained(plain, sequence: 1, previousHash: AuditRecord.genesisHash, key: Self.key).event == plain
+        )
     }
 
     @Test("an anchored head is found, or the cut or rewrite is named")
@@ -284,7 +295,8 @@ struct AuditChainTests {
         let head = AuditHead(records[3])
         #expect(head.problem(in: records[3], lastSequence: 5) == nil)
         #expect(head.problem(in: nil, lastSequence: 3)?.contains("removed from its end") == true)
-        let rewritten = AuditRecord(sequence: 4, event: records[3].event, previousHash: records[3].previousHash, hash: records[2].hash)
+        let rewritten = AuditRecord(
+            sequence: 4, event: records[3].event, previousHash: records[3].previousHash, hash: records[2].hash)
         #expect(head.problem(in: rewritten, lastSequence: 5)?.contains("rewritten") == true)
     }
 }

@@ -118,7 +118,8 @@ struct BreakGlassTests {
         #expect(set.record(id: oldRoot.id)?.state == oldState)
         #expect(set.record(id: oldIntermediate.id)?.state == oldState)
         #expect(Set(set.bundleRoots(at: clock.now).map(\.id)) == [oldRoot.id, newRoot.id])
-        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == sequence + 1, "the new root entered the bundle")
+        #expect(
+            try await ca.snapshot().bundleSequence(at: clock.now) == sequence + 1, "the new root entered the bundle")
 
         let newLeaf = try await issue()
         #expect(
@@ -228,7 +229,8 @@ struct BreakGlassTests {
     /// Rotates the intermediate (routine, no taint) and returns the now retired one.
     func retireIntermediate() async throws -> AuthorityRecord {
         let old = try #require(try await authorities().active(.intermediate))
-        _ = try await ca.rotateNow(.intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
+        _ = try await ca.rotateNow(
+            .intermediate, taintOld: false, dryRun: false, reason: "routine", actor: Self.operatorID)
         return try #require(try await authorities().record(id: old.id))
     }
 
@@ -247,7 +249,9 @@ struct BreakGlassTests {
         #expect(!outcome.dryRun && outcome.blastRadius.identities == [Self.web.description])
         #expect(try await authorities().record(id: retired.id)?.state == .tainted)
         let taintRecord = try #require(await store.auditLog.last?.event)
-        #expect(taintRecord.action == .adminTaint && taintRecord.actor == Self.operatorID && taintRecord.reason == "backup leaked")
+        #expect(
+            taintRecord.action == .adminTaint && taintRecord.actor == Self.operatorID
+                && taintRecord.reason == "backup leaked")
 
         _ = try await ca.revoke(retired.id, reason: "confirmed", actor: Self.operatorID)
         let crl = try #require(try await ca.snapshot().crls[root.id])
@@ -270,24 +274,35 @@ struct BreakGlassTests {
         await #expect(throws: StorageError.self) { try await store.authorityKey(id: prepared.id) }
     }
 
-    @Test("taint refuses the active authority (rotate first), repeats, unknown ids and a root still signing the active intermediate")
+    @Test(
+        "taint refuses the active authority (rotate first), repeats, unknown ids and a root still signing the active intermediate"
+    )
     func taintRefusals() async throws {
         let active = try #require(try await authorities().active(.intermediate))
-        let error = await expectCAError(.conflict) { _ = try await ca.taint(active.id, reason: "x", dryRun: false, actor: Self.operatorID) }
+        let error = await expectCAError(.conflict) {
+            _ = try await ca.taint(active.id, reason: "x", dryRun: false, actor: Self.operatorID)
+        }
         #expect(error?.reason.contains("sigil admin rotate intermediate --taint-old") == true)
-        await expectCAError(.notFound) { _ = try await ca.taint("intermediate-ffffffffffffffff", reason: "x", dryRun: false, actor: Self.operatorID) }
+        await expectCAError(.notFound) {
+            _ = try await ca.taint("intermediate-ffffffffffffffff", reason: "x", dryRun: false, actor: Self.operatorID)
+        }
         let retired = try await retireIntermediate()
         _ = try await ca.taint(retired.id, reason: "x", dryRun: false, actor: Self.operatorID)
-        await expectCAError(.conflict) { _ = try await ca.taint(retired.id, reason: "again", dryRun: false, actor: Self.operatorID) }
+        await expectCAError(.conflict) {
+            _ = try await ca.taint(retired.id, reason: "again", dryRun: false, actor: Self.operatorID)
+        }
 
         // Right after a root rotation by the planner, the active intermediate is still under the old root.
         let oldRoot = try #require(try await authorities().active(.root))
         try await ca.perform(.prepareNext, for: .root)
         try await ca.perform(.activateNext, for: .root)
         #expect(try await authorities().active(.intermediate)?.parentID == oldRoot.id)
-        let refusal = await expectCAError(.conflict) { _ = try await ca.taint(oldRoot.id, reason: "x", dryRun: false, actor: Self.operatorID) }
+        let refusal = await expectCAError(.conflict) {
+            _ = try await ca.taint(oldRoot.id, reason: "x", dryRun: false, actor: Self.operatorID)
+        }
         #expect(refusal?.reason.contains("rotate the intermediate first") == true)
-        #expect(await store.auditLog.filter { $0.event.action == .adminTaint && $0.event.outcome == .failure }.count == 4)
+        #expect(
+            await store.auditLog.filter { $0.event.action == .adminTaint && $0.event.outcome == .failure }.count == 4)
     }
 
     @Test("a revoked leaf is refused for renewal and listed in its intermediate's CRL until it expires")
@@ -296,7 +311,8 @@ struct BreakGlassTests {
         let outcome = try await ca.revokeCertificate(leaf.serial, reason: "stolen", actor: Self.operatorID)
         #expect(outcome.inCRL && !outcome.expired && outcome.spiffeID == Self.web.description)
         let record = try #require(await store.auditLog.last?.event)
-        #expect(record.action == .adminRevoke && record.serial == leaf.serial.hex && record.subject == Self.web.description)
+        #expect(
+            record.action == .adminRevoke && record.serial == leaf.serial.hex && record.subject == Self.web.description)
         let snapshot = try await ca.snapshot()
         let set = snapshot.authorities
         let issuer = try #require(set.record(id: leaf.authorityID))
@@ -305,25 +321,34 @@ struct BreakGlassTests {
         let rootCRL = try #require(snapshot.crls[root.id])
         #expect(crl.entries.map(\.serial) == [leaf.serial] && crl.isSigned(by: issuer.certificate))
         let checked = try ChainVerifier.verify(
-            leaf.certificate, intermediates: leaf.chain, roots: set.bundleRoots(at: clock.now).map(\.certificate), crls: [crl, rootCRL],
+            leaf.certificate, intermediates: leaf.chain, roots: set.bundleRoots(at: clock.now).map(\.certificate),
+            crls: [crl, rootCRL],
             at: clock.now)
         #expect(checked != .valid, "openssl's CRL check refuses it")
         let row = try await store.certificate(serial: leaf.serial)
         let decision = CertificateAuthority.authorizeRenewal(
-            leaf: leaf.certificate, authorities: set, inventory: row, trustDomain: TestPKI.trustDomain, maxAge: .seconds(86_400), at: clock.now)
+            leaf: leaf.certificate, authorities: set, inventory: row, trustDomain: TestPKI.trustDomain,
+            maxAge: .seconds(86_400), at: clock.now)
         guard case .refused(let error) = decision else {
             Issue.record("a revoked certificate must not renew")
             return
         }
         #expect(error.code == .unauthenticated)
-        await expectCAError(.conflict) { _ = try await ca.revokeCertificate(leaf.serial, reason: "again", actor: Self.operatorID) }
-        await expectCAError(.notFound) { _ = try await ca.revokeCertificate(try SerialNumber.random(), reason: "x", actor: Self.operatorID) }
+        await expectCAError(.conflict) {
+            _ = try await ca.revokeCertificate(leaf.serial, reason: "again", actor: Self.operatorID)
+        }
+        await expectCAError(.notFound) {
+            _ = try await ca.revokeCertificate(try SerialNumber.random(), reason: "x", actor: Self.operatorID)
+        }
         clock.advance(by: .seconds(3700))
         try await ca.reload()
-        #expect(try await ca.snapshot().crls[leaf.authorityID]?.entries.isEmpty == true, "an expired leaf leaves the CRL")
+        #expect(
+            try await ca.snapshot().crls[leaf.authorityID]?.entries.isEmpty == true, "an expired leaf leaves the CRL")
     }
 
-    @Test("a leaf revoked after its intermediate lost its key is recorded but cannot enter a CRL; the final CRL keeps earlier ones")
+    @Test(
+        "a leaf revoked after its intermediate lost its key is recorded but cannot enter a CRL; the final CRL keeps earlier ones"
+    )
     func revokeLeafOfRetiredIntermediate() async throws {
         let early = try await issue(Self.web)
         let late = try await issue(Self.db)
@@ -341,7 +366,8 @@ struct BreakGlassTests {
         let root = try #require(try await authorities().active(.root))
         let rootKey = try await store.authorityKey(id: root.id)
         let stale = try AuthorityFactory.makeIntermediate(
-            AuthorityConfiguration(trustDomain: TestPKI.trustDomain), parent: root, parentKey: rootKey, state: .retired, at: clock.now)
+            AuthorityConfiguration(trustDomain: TestPKI.trustDomain), parent: root, parentKey: rootKey, state: .retired,
+            at: clock.now)
         try await store.insertAuthority(stale.record, key: stale.key)
         #expect(try await ca.eraseKeysOfNonSigningAuthorities() == [stale.record.id])
         #expect(try await authorities().record(id: stale.record.id)?.hasKey == false)

@@ -142,7 +142,9 @@ struct CertificateAuthorityTests {
     func foreignTrustDomain() async throws {
         try await ca.bootstrap()
         let foreign = try SPIFFEID(parsing: "spiffe://other.org/ns/default/sa/web")
-        await #expect(throws: CAError(.identityMismatch, reason: "")) { try await ca.sign(Self.request(identity: foreign)) }
+        await #expect(throws: CAError(.identityMismatch, reason: "")) {
+            try await ca.sign(Self.request(identity: foreign))
+        }
     }
 
     // MARK: Rotation steps
@@ -280,7 +282,9 @@ struct CertificateAuthorityTests {
         #expect(try await ca.snapshot().bundleSequence(at: clock.now) == before + 1)
 
         _ = try await ca.revoke(oldRoot.id, reason: "test", actor: "test")
-        #expect(try await ca.snapshot().bundleSequence(at: clock.now) == before + 1, "revoking an expired root changes no bundle")
+        #expect(
+            try await ca.snapshot().bundleSequence(at: clock.now) == before + 1,
+            "revoking an expired root changes no bundle")
     }
 
     @Test("following the planner as the clock moves prepares at ½ life and activates at ⅙")

@@ -26,7 +26,8 @@ struct CertificateIssuerTests {
     func evaluate(
         _ request: IssuanceRequest, policy: IssuancePolicy = IssuancePolicy(), at now: Date = now
     ) -> PolicyDecision {
-        CertificateIssuer(policy: policy).evaluate(request, trustDomain: pki.configuration.trustDomain, issuerNotAfter: pki.intermediate.notAfter, at: now)
+        CertificateIssuer(policy: policy).evaluate(
+            request, trustDomain: pki.configuration.trustDomain, issuerNotAfter: pki.intermediate.notAfter, at: now)
     }
 
     func issue(

@@ -35,11 +35,15 @@ struct LineLogHandlerTests {
         mine[metadataKey: "sigil.replica"] = "a"
         stream[metadataKey: "sigil.replica"] = "a"
         let events = [
-            LogEvent(level: .info, message: "plain", metadata: nil, source: "SigilServer", file: "f", function: "g", line: 1),
             LogEvent(
-                level: .notice, message: "issued", metadata: ["sigil.serial": "01ab", "a.first": "1"], source: "SigilCore", file: "f",
+                level: .info, message: "plain", metadata: nil, source: "SigilServer", file: "f", function: "g", line: 1),
+            LogEvent(
+                level: .notice, message: "issued", metadata: ["sigil.serial": "01ab", "a.first": "1"],
+                source: "SigilCore", file: "f",
                 function: "g", line: 2),
-            LogEvent(level: .error, message: "refused", error: Refused(), metadata: nil, source: "SigilServer", file: "f", function: "g", line: 3),
+            LogEvent(
+                level: .error, message: "refused", error: Refused(), metadata: nil, source: "SigilServer", file: "f",
+                function: "g", line: 3),
         ]
         for event in events {
             mine.log(event: event)
@@ -73,6 +77,8 @@ struct LineLogHandlerTests {
         formatter.timeZone = .current
         formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ssZ"
         #expect(stamps[2] == formatter.string(from: clock.now))
-        #expect(lines.all[0].hasSuffix(" info: [S] m\n"), "an empty label leaves no space before the colon: \(lines.all[0])")
+        #expect(
+            lines.all[0].hasSuffix(" info: [S] m\n"), "an empty label leaves no space before the colon: \(lines.all[0])"
+        )
     }
 }

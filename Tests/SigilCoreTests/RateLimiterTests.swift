@@ -9,7 +9,9 @@ struct RateLimiterTests {
 
     func limiter(_ perSecond: Double, burst: Int, maxKeys: Int = 100_000) -> (RateLimiter, ManualClock) {
         let clock = ManualClock(now: Self.start)
-        return (RateLimiter(limit: RateLimit(perSecond: perSecond, burst: burst), clock: clock, maxKeys: maxKeys), clock)
+        return (
+            RateLimiter(limit: RateLimit(perSecond: perSecond, burst: burst), clock: clock, maxKeys: maxKeys), clock
+        )
     }
 
     @Test("a burst is allowed at once, the next request is refused with the wait for one token")
@@ -89,7 +91,10 @@ struct RateLimiterTests {
 
     @Test(
         "invalid limits are configuration errors",
-        arguments: [RateLimit(perSecond: -1, burst: 10), RateLimit(perSecond: 5, burst: 0), RateLimit(perSecond: .infinity, burst: 1)])
+        arguments: [
+            RateLimit(perSecond: -1, burst: 10), RateLimit(perSecond: 5, burst: 0),
+            RateLimit(perSecond: .infinity, burst: 1),
+        ])
     func invalid(_ limit: RateLimit) {
         #expect(throws: CAError.self) { try limit.validate("--rate-limit-client") }
     }

@@ -23,7 +23,10 @@ struct RenewalAuthorizationTests {
         var testDescription: String { name }
     }
 
-    enum RowChange: Sendable { case none, missing, otherIdentity, otherKey, otherAuthority, revoked, authenticatedLongAgo, authenticatedJustInTime }
+    enum RowChange: Sendable {
+        case none, missing, otherIdentity, otherKey, otherAuthority, revoked, authenticatedLongAgo,
+            authenticatedJustInTime
+    }
     enum LeafChange: Sendable { case issued, forgedWithLeakedKey, otherCA, otherTrustDomain }
     enum Expected: Sendable, Equatable { case granted, refused(String) }
 
@@ -36,12 +39,16 @@ struct RenewalAuthorizationTests {
         Case(name: "root tainted", rootState: .tainted, expected: .refused("unauthenticated")),
         Case(name: "root revoked (out of the bundle)", rootState: .revoked, expected: .refused("unauthenticated")),
         Case(name: "not in the inventory", row: .missing, expected: .refused("unauthenticated")),
-        Case(name: "a forged leaf signed with a leaked key", leaf: .forgedWithLeakedKey, expected: .refused("unauthenticated")),
+        Case(
+            name: "a forged leaf signed with a leaked key", leaf: .forgedWithLeakedKey,
+            expected: .refused("unauthenticated")),
         Case(name: "inventory names another identity", row: .otherIdentity, expected: .refused("unauthenticated")),
         Case(name: "inventory names another key", row: .otherKey, expected: .refused("unauthenticated")),
         Case(name: "inventory names another issuer", row: .otherAuthority, expected: .refused("unauthenticated")),
         Case(name: "revoked certificate", row: .revoked, expected: .refused("unauthenticated")),
-        Case(name: "identity proven over renewal_max_age ago", row: .authenticatedLongAgo, expected: .refused("reauthentication_required")),
+        Case(
+            name: "identity proven over renewal_max_age ago", row: .authenticatedLongAgo,
+            expected: .refused("reauthentication_required")),
         Case(name: "identity proven just inside renewal_max_age", row: .authenticatedJustInTime, expected: .granted),
         Case(name: "expired leaf", at: TestPKI.referenceDate + .seconds(7200), expected: .refused("unauthenticated")),
         Case(name: "a leaf of another CA", leaf: .otherCA, expected: .refused("unauthenticated")),
@@ -58,7 +65,9 @@ struct RenewalAuthorizationTests {
         case .issued: break
         case .forgedWithLeakedKey:
             // Same issuer key, another identity: a perfect signature, but Sigil never issued it.
-            leaf = try pki.issueLeaf(for: try pki.workloadID(namespace: "prod", serviceAccount: "admin"), at: TestPKI.referenceDate).certificate
+            leaf = try pki.issueLeaf(
+                for: try pki.workloadID(namespace: "prod", serviceAccount: "admin"), at: TestPKI.referenceDate
+            ).certificate
         case .otherCA:
             leaf = try TestPKI().issueLeaf(for: identity, at: TestPKI.referenceDate).certificate
         case .otherTrustDomain:
@@ -72,10 +81,14 @@ struct RenewalAuthorizationTests {
         let authorities = AuthoritySet([root, intermediate])
 
         var row: InventoryRecord? = issued.issued.inventoryRecord(issuedAt: TestPKI.referenceDate)
-        func replacing(spiffeID: SPIFFEID? = nil, key: String? = nil, authority: String? = nil, revokedAt: Date? = nil, authenticatedAt: Date? = nil) -> InventoryRecord? {
+        func replacing(
+            spiffeID: SPIFFEID? = nil, key: String? = nil, authority: String? = nil, revokedAt: Date? = nil,
+            authenticatedAt: Date? = nil
+        ) -> InventoryRecord? {
             guard let base = row else { return nil }
             return InventoryRecord(
-                serial: base.serial, spiffeID: spiffeID ?? base.spiffeID, authorityID: authority ?? base.authorityID, notBefore: base.notBefore,
+                serial: base.serial, spiffeID: spiffeID ?? base.spiffeID, authorityID: authority ?? base.authorityID,
+                notBefore: base.notBefore,
                 notAfter: base.notAfter, publicKeySHA256: key ?? base.publicKeySHA256, issuedAt: base.issuedAt,
                 authenticatedAt: authenticatedAt ?? base.authenticatedAt, revokedAt: revokedAt)
         }
@@ -91,7 +104,8 @@ struct RenewalAuthorizationTests {
         }
         // The forged leaf has its own serial: the row of the real one does not match it.
         let decision = CertificateAuthority.authorizeRenewal(
-            leaf: leaf, authorities: authorities, inventory: row, trustDomain: pki.trustDomain, maxAge: Self.maxAge, at: test.at)
+            leaf: leaf, authorities: authorities, inventory: row, trustDomain: pki.trustDomain, maxAge: Self.maxAge,
+            at: test.at)
         switch (decision, test.expected) {
         case (.granted(let grant), .granted):
             #expect(grant.identity == identity && grant.serial == leaf.serial)
@@ -106,7 +120,8 @@ struct RenewalAuthorizationTests {
     @Test("a client certificate OpenSSL cannot read is a refusal (a 401 with its denial), never an error")
     func unreadableCertificate() async throws {
         let ca = CertificateAuthority(
-            store: InMemoryStore(), configuration: AuthorityConfiguration(trustDomain: TestPKI.trustDomain), policy: IssuancePolicy(),
+            store: InMemoryStore(), configuration: AuthorityConfiguration(trustDomain: TestPKI.trustDomain),
+            policy: IssuancePolicy(),
             clock: ManualClock(now: Self.now))
         try await ca.bootstrap()
         for chain in [[[0x30, 0x03, 0x02, 0x01]], [], [Array(repeating: 0xff, count: 64)]] as [[[UInt8]]] {

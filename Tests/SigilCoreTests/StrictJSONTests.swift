@@ -6,7 +6,8 @@ struct StrictJSONTests {
     @Test(
         "accepts strict JSON",
         arguments: [
-            #"{}"#, #"[]"#, #""x""#, "0", "-0.5e+10", "true", "null", #" {"a": [1, 2, {"b": null}], "c": "\u00e9\ud83d\ude00"} "#,
+            #"{}"#, #"[]"#, #""x""#, "0", "-0.5e+10", "true", "null",
+            #" {"a": [1, 2, {"b": null}], "c": "\u00e9\ud83d\ude00"} "#,
             #"{"a": 1, "b": 2}"#, #"{"csr": "-----BEGIN-----\nAA==\n"}"#, "\"é\"",
         ])
     func accepts(_ text: String) {
@@ -44,7 +45,8 @@ struct StrictJSONTests {
 
     @Test("refuses invalid UTF-8")
     func invalidUTF8() {
-        #expect(StrictJSON.problem(in: [0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D]) == "not valid UTF-8")
+        #expect(
+            StrictJSON.problem(in: [0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D]) == "not valid UTF-8")
     }
 
     @Test("object hands back the top-level members: strings decoded, integers exact, null and absence alike")
@@ -64,11 +66,15 @@ struct StrictJSONTests {
 
     @Test("object refuses what validate refuses, with the caller's code")
     func objectRefuses() {
-        #expect(throws: CAError(.tokenInvalid, reason: "")) { try StrictJSON.object(Array(#"{"a":1,"a":2}"#.utf8), code: .tokenInvalid) }
+        #expect(throws: CAError(.tokenInvalid, reason: "")) {
+            try StrictJSON.object(Array(#"{"a":1,"a":2}"#.utf8), code: .tokenInvalid)
+        }
     }
 
     @Test("validate throws the caller's code")
     func validateThrowsCode() {
-        #expect(throws: CAError(.tokenInvalid, reason: "")) { try StrictJSON.validate(Array(#"{"a":1,"a":2}"#.utf8), code: .tokenInvalid) }
+        #expect(throws: CAError(.tokenInvalid, reason: "")) {
+            try StrictJSON.validate(Array(#"{"a":1,"a":2}"#.utf8), code: .tokenInvalid)
+        }
     }
 }

@@ -19,7 +19,8 @@ struct TimestampTests {
 
     @Test("microseconds are zero-padded, truncated, and negative instants round down")
     func microseconds() {
-        #expect(Timestamp.microseconds(Date(microsecondsSince1970: 1_795_618_196_000_042)) == "2026-11-25T14:49:56.000042Z")
+        #expect(
+            Timestamp.microseconds(Date(microsecondsSince1970: 1_795_618_196_000_042)) == "2026-11-25T14:49:56.000042Z")
         #expect(Timestamp.microseconds(Date(timeIntervalSince1970: 1.0000019)) == "1970-01-01T00:00:01.000001Z")
         #expect(Timestamp.microseconds(Date(microsecondsSince1970: -1)) == "1969-12-31T23:59:59.999999Z")
     }

@@ -16,13 +16,15 @@ struct DigestTests {
     func hmacVector() {
         let jefe = HMACSHA256(key: Array("Jefe".utf8))
         for _ in 0..<2 {
-            #expect(hexString(jefe.authenticate(Array("what do ya want for nothing?".utf8)))
-                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+            #expect(
+                hexString(jefe.authenticate(Array("what do ya want for nothing?".utf8)))
+                    == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
         }
         // Test case 6: a key longer than the block size is hashed first.
         let long = HMACSHA256(key: [UInt8](repeating: 0xaa, count: 131))
-        #expect(hexString(long.authenticate(Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
-            == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        #expect(
+            hexString(long.authenticate(Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
+                == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
     }
 
     @Test("secure random bytes have the requested length and differ")

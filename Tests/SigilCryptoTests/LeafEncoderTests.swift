@@ -10,7 +10,8 @@ struct LeafEncoderTests {
     static func tbs(_ certificate: Certificate) throws -> [UInt8] {
         let der = certificate.der
         let outer = try #require(DERStructure.element(der, at: 0, limit: der.count))
-        let tbs = try #require(DERStructure.element(der, at: outer.contents.lowerBound, limit: outer.contents.upperBound))
+        let tbs = try #require(
+            DERStructure.element(der, at: outer.contents.lowerBound, limit: outer.contents.upperBound))
         return Array(der[outer.contents.lowerBound..<tbs.contents.upperBound])
     }
 
@@ -24,7 +25,8 @@ struct LeafEncoderTests {
         for leafKey in [KeyAlgorithm.p256, .p384, .rsa(bits: 2048), .ed25519] {
             let key = try PrivateKey.generate(leafKey)
             let csr = try CertificateSigningRequest.create(key: key, subjectAlternativeNames: [.uri(Fixtures.leafID)])
-            var template = try Fixtures.leaf(keyUsage: leafKey.isRSA ? [.digitalSignature, .keyEncipherment] : [.digitalSignature])
+            var template = try Fixtures.leaf(
+                keyUsage: leafKey.isRSA ? [.digitalSignature, .keyEncipherment] : [.digitalSignature])
             template.subjectAlternativeNames += [.dns("web.default.svc"), .email("ops@example.org")]
             // A serial with the high bit set needs the leading zero; a long lifetime crosses into GeneralizedTime.
             template.serial = SerialNumber(bytes: [0x80] + (try SecureRandom.bytes(15)))
@@ -33,7 +35,9 @@ struct LeafEncoderTests {
 
             let viaOpenSSL = try CertificateSigner.signWithOpenSSL(template, subjectKey: .request(csr), issuer: issuer)
             let spki = try #require(csr.publicKey).der
-            #expect(encoder.tbsCertificate(template, subjectPublicKeyInfo: spki) == (try Self.tbs(viaOpenSSL)), "\(issuerKey) → \(leafKey)")
+            #expect(
+                encoder.tbsCertificate(template, subjectPublicKeyInfo: spki) == (try Self.tbs(viaOpenSSL)),
+                "\(issuerKey) → \(leafKey)")
 
             let direct = try CertificateSigner.sign(template, subjectKey: .request(csr), issuer: issuer)
             #expect(try Self.tbs(direct) == (try Self.tbs(viaOpenSSL)))

@@ -25,10 +25,14 @@ struct SerialNumberTests {
         let start = Date(timeIntervalSince1970: 1_795_000_000.25)  // 1,795,000,000,250,000 µs, exact in binary
         let serial = try SerialNumber.timeOrdered(at: start)
         #expect(serial.bytes.count == 15)  // 8 octets of time, the first of them zero and dropped, + 8 random
-        #expect(Array(serial.bytes.prefix(7)) == Array(withUnsafeBytes(of: UInt64(1_795_000_000_250_000).bigEndian, Array.init).dropFirst()))
+        #expect(
+            Array(serial.bytes.prefix(7))
+                == Array(withUnsafeBytes(of: UInt64(1_795_000_000_250_000).bigEndian, Array.init).dropFirst()))
         #expect((64...128).contains(serial.bitLength))
 
-        let later = try (0..<64).map { step in try SerialNumber.timeOrdered(at: start.addingTimeInterval(Double(step) / 1000)) }
+        let later = try (0..<64).map { step in
+            try SerialNumber.timeOrdered(at: start.addingTimeInterval(Double(step) / 1000))
+        }
         #expect(later == later.sorted())
         #expect(later.map(\.hex) == later.map(\.hex).sorted())
         // The same instant: the time octets agree, the random ones differ.

@@ -21,7 +21,9 @@ struct AtomicFileSetTests {
 
     /// Hidden names (the version directories) and visible ones, sorted; the writers' lock file is left out.
     static func entries(_ directory: TemporaryDirectory) throws -> (hidden: [String], visible: [String]) {
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted().filter { $0 != "..lock" }
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted().filter {
+            $0 != "..lock"
+        }
         return (names.filter { $0.hasPrefix("..") }, names.filter { !$0.hasPrefix("..") })
     }
 
@@ -72,7 +74,9 @@ struct AtomicFileSetTests {
             for writer in 0..<2 {
                 group.addTask {
                     for round in 0..<25 {
-                        try AtomicFileSet.publish(Self.pair(writer * 100 + round), in: directory.path, at: Self.now.addingTimeInterval(TimeInterval(round)))
+                        try AtomicFileSet.publish(
+                            Self.pair(writer * 100 + round), in: directory.path,
+                            at: Self.now.addingTimeInterval(TimeInterval(round)))
                     }
                 }
             }
@@ -100,10 +104,14 @@ struct AtomicFileSetTests {
         #expect(hidden.count == 2 && hidden.contains("..data"), "\(hidden)")
         let version = try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("..data"))
         #expect(hidden.contains(version))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.file(version)).sorted() == ["svid.key", "svid.pem"])
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: directory.file(version)).sorted() == [
+                "svid.key", "svid.pem",
+            ])
     }
 
-    @Test("a second publish switches every name and removes the earlier version; a reader of the old one keeps it whole")
+    @Test(
+        "a second publish switches every name and removes the earlier version; a reader of the old one keeps it whole")
     func replace() throws {
         let directory = try TemporaryDirectory()
         try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
@@ -124,7 +132,8 @@ struct AtomicFileSetTests {
         let directory = try Self.olderLayout()
         try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
         #expect(Self.text(directory.file("svid.key")) == "key 1")
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("svid.pem")) == "..data/svid.pem")
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("svid.pem")) == "..data/svid.pem")
     }
 
     @Test("a publish that cannot place a name fails, keeps the current version and leaves no new one behind")
@@ -140,7 +149,9 @@ struct AtomicFileSetTests {
         #expect(try Self.entries(directory).hidden == before.hidden)
     }
 
-    @Test("a first publish over the older layout that cannot switch leaves the regular files readable, not dangling links")
+    @Test(
+        "a first publish over the older layout that cannot switch leaves the regular files readable, not dangling links"
+    )
     func failedFirstSwitchKeepsOldFiles() throws {
         let directory = try Self.olderLayout()
         try Self.obstruct("..data", in: directory)
@@ -153,7 +164,8 @@ struct AtomicFileSetTests {
         try FileManager.default.removeItem(atPath: directory.file("..data"))
         try AtomicFileSet.publish(Self.pair(2), in: directory.path, at: Self.now)
         #expect(Self.text(directory.file("svid.key")) == "key 2")
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("svid.key")) == "..data/svid.key")
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(atPath: directory.file("svid.key")) == "..data/svid.key")
     }
 
     @Test("temporary links a crash left behind, of ..data and of the names, are removed by the next publish")
@@ -161,7 +173,8 @@ struct AtomicFileSetTests {
         let directory = try TemporaryDirectory()
         try AtomicFileSet.publish(Self.pair(1), in: directory.path, at: Self.now)
         for (name, target) in [
-            ("..data.tmp-0011223344556677", "..20261126T000000000000Z-00112233"), ("svid.pem.tmp-8899aabbccddeeff", "..data/svid.pem"),
+            ("..data.tmp-0011223344556677", "..20261126T000000000000Z-00112233"),
+            ("svid.pem.tmp-8899aabbccddeeff", "..data/svid.pem"),
         ] {
             #expect(symlink(target, directory.file(name)) == 0)
         }
@@ -188,9 +201,13 @@ struct AtomicFileSetTests {
                 let fd = open(path + "/..data", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                 guard fd >= 0 else { continue }
                 defer { close(fd) }
-                guard let key = Self.read(at: fd, "svid.key"), let cert = Self.read(at: fd, "svid.pem") else { continue }
+                guard let key = Self.read(at: fd, "svid.key"), let cert = Self.read(at: fd, "svid.pem") else {
+                    continue
+                }
                 shared.pairs.add(1, ordering: .relaxed)
-                if key.dropFirst(4) != cert.dropFirst(5) { shared.mismatches.withLock { $0.append("\(key) / \(cert)") } }
+                if key.dropFirst(4) != cert.dropFirst(5) {
+                    shared.mismatches.withLock { $0.append("\(key) / \(cert)") }
+                }
             }
             finish.finish()
         }

@@ -120,7 +120,9 @@ struct SecureFileTests {
 }
 
 /// Expects `body` to throw a `FileError` with `code`.
-func expectFileError<R>(_ code: FileError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) {
+func expectFileError<R>(
+    _ code: FileError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R
+) {
     let error = #expect(throws: FileError.self, sourceLocation: sourceLocation) { try body() }
     if let error { #expect(error.code == code, "\(error)", sourceLocation: sourceLocation) }
 }

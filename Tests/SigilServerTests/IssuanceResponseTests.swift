@@ -17,7 +17,10 @@ struct IssuanceResponseTests {
         let json = response.json
         #expect(try JSONDecoder().decode(IssuanceResponse.self, from: Data(json)) == response)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
-        #expect(object.keys.sorted() == ["chain", "not_after", "not_before", "renew_after", "serial", "spiffe_id", "trust_bundle"])
+        #expect(
+            object.keys.sorted() == [
+                "chain", "not_after", "not_before", "renew_after", "serial", "spiffe_id", "trust_bundle",
+            ])
         #expect(String(decoding: json, as: UTF8.self).hasPrefix(#"{"chain":["-----BEGIN CERTIFICATE-----\u000aAAAA"#))
     }
 }

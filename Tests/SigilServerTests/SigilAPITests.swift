@@ -35,7 +35,8 @@ struct SigilAPITests {
 
     init() async throws {
         ca = CertificateAuthority(
-            store: store, configuration: AuthorityConfiguration(trustDomain: try TrustDomain("cluster.local")), policy: IssuancePolicy(),
+            store: store, configuration: AuthorityConfiguration(trustDomain: try TrustDomain("cluster.local")),
+            policy: IssuancePolicy(),
             clock: clock)
         try await ca.bootstrap()
     }
@@ -48,8 +49,10 @@ struct SigilAPITests {
         var configuration = ServerConfiguration(authority: ca.configuration)
         configure(&configuration)
         let api = SigilAPI(
-            ca: ca, store: store, verifier: KnownTokens(tokens: ["good": Self.web]), auditKey: try await store.auditKey(), tokenCache: nil,
-            denials: DenialBudget(perSecond: denialBudget, clock: clock), metrics: ServerMetrics(), configuration: configuration, clock: clock,
+            ca: ca, store: store, verifier: KnownTokens(tokens: ["good": Self.web]),
+            auditKey: try await store.auditKey(), tokenCache: nil,
+            denials: DenialBudget(perSecond: denialBudget, clock: clock), metrics: ServerMetrics(),
+            configuration: configuration, clock: clock,
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         let router = Router(context: SigilRequestContext.self)
         api.addRoutes(to: router)
@@ -68,7 +71,8 @@ struct SigilAPITests {
 
     /// Expects problem+json with `status` and `code`; returns the problem.
     @discardableResult
-    static func expectProblem(_ response: TestResponse, _ status: HTTPResponse.Status, _ code: String) throws -> Problem {
+    static func expectProblem(_ response: TestResponse, _ status: HTTPResponse.Status, _ code: String) throws -> Problem
+    {
         #expect(response.status == status)
         #expect(response.headers[.contentType] == "application/problem+json")
         let problem = try JSONDecoder().decode(Problem.self, from: Data(buffer: response.body))
@@ -80,12 +84,17 @@ struct SigilAPITests {
     func issues() async throws {
         let csr = try Self.csr()
         try await withAPI { client in
-            try await client.execute(uri: "/v1/certificates", method: .post, headers: Self.json, body: try Self.body(csr, ttl: 600)) { response in
+            try await client.execute(
+                uri: "/v1/certificates", method: .post, headers: Self.json, body: try Self.body(csr, ttl: 600)
+            ) { response in
                 #expect(response.status == .created)
                 let issued = try JSONDecoder().decode(IssuanceResponse.self, from: Data(buffer: response.body))
-                #expect(issued.spiffeID == "spiffe://cluster.local/ns/default/sa/web" && issued.chain.count == 2 && issued.trustBundle.count == 1)
+                #expect(
+                    issued.spiffeID == "spiffe://cluster.local/ns/default/sa/web" && issued.chain.count == 2
+                        && issued.trustBundle.count == 1)
                 let leaf = try Certificate(pem: issued.chain[0])
-                #expect(leaf.notAfter.timeIntervalSince(leaf.notBefore) == 630, "ttl_seconds 600 and 30 s of backdating")
+                #expect(
+                    leaf.notAfter.timeIntervalSince(leaf.notBefore) == 630, "ttl_seconds 600 and 30 s of backdating")
             }
         }
         #expect(await store.auditLog.last?.event.action == .issue)
@@ -104,7 +113,8 @@ struct SigilAPITests {
         try await withAPI { client in
             var headers: HTTPFields = [.contentType: contentType]
             if !authorization.isEmpty { headers[.authorization] = authorization }
-            try await client.execute(uri: "/v1/certificates", method: .post, headers: headers, body: try Self.body(csr)) { response in
+            try await client.execute(uri: "/v1/certificates", method: .post, headers: headers, body: try Self.body(csr))
+            { response in
                 let problem = try Self.expectProblem(response, .init(code: status), code)
                 #expect(!problem.detail.contains("test token"), "the reason stays in the log and the audit record")
                 if status == 401 { #expect(response.headers[.wwwAuthenticate] == "Bearer") }
@@ -118,13 +128,17 @@ struct SigilAPITests {
     func badBodies() async throws {
         try await withAPI({ $0.maxBodyBytes = 1024 }) { client in
             try await client.execute(
-                uri: "/v1/certificates", method: .post, headers: Self.json, body: ByteBuffer(string: #"{"csr": "x", "ttl_seconds": 6e2}"#)
+                uri: "/v1/certificates", method: .post, headers: Self.json,
+                body: ByteBuffer(string: #"{"csr": "x", "ttl_seconds": 6e2}"#)
             ) { try Self.expectProblem($0, .badRequest, "bad_request") }
-            try await client.execute(uri: "/v1/certificates", method: .post, headers: Self.json, body: ByteBuffer(string: #"{"csr": "x"}"#)) {
+            try await client.execute(
+                uri: "/v1/certificates", method: .post, headers: Self.json, body: ByteBuffer(string: #"{"csr": "x"}"#)
+            ) {
                 try Self.expectProblem($0, .badRequest, "csr_invalid")
             }
             try await client.execute(
-                uri: "/v1/certificates", method: .post, headers: Self.json, body: ByteBuffer(repeating: 0x20, count: 2048)
+                uri: "/v1/certificates", method: .post, headers: Self.json,
+                body: ByteBuffer(repeating: 0x20, count: 2048)
             ) { try Self.expectProblem($0, .contentTooLarge, "payload_too_large") }
         }
     }
@@ -132,7 +146,9 @@ struct SigilAPITests {
     @Test("an unknown path is 404 and a known path with another method is 405 with Allow")
     func unknownRoutes() async throws {
         try await withAPI { client in
-            try await client.execute(uri: "/v1/nothing", method: .get) { try Self.expectProblem($0, .notFound, "not_found") }
+            try await client.execute(uri: "/v1/nothing", method: .get) {
+                try Self.expectProblem($0, .notFound, "not_found")
+            }
             try await client.execute(uri: "/v1/certificates", method: .get) { response in
                 try Self.expectProblem(response, .methodNotAllowed, "method_not_allowed")
                 #expect(response.headers[.allow] == "POST")
@@ -164,7 +180,8 @@ struct SigilAPITests {
         try await withAPI(denialBudget: 2) { client in
             for _ in 0..<5 {
                 try await client.execute(
-                    uri: "/v1/certificates", method: .post, headers: [.contentType: "application/json", .authorization: "Bearer bad"],
+                    uri: "/v1/certificates", method: .post,
+                    headers: [.contentType: "application/json", .authorization: "Bearer bad"],
                     body: try Self.body(csr)
                 ) { try Self.expectProblem($0, .unauthorized, "token_invalid") }
             }
@@ -182,9 +199,13 @@ struct SigilAPITests {
                 #expect(crl.isSigned(by: root.certificate))
             }
             try await client.execute(uri: "/v1/crl/\(root.id)", method: .get) { #expect($0.status == .ok) }
-            try await client.execute(uri: "/v1/crl/root-0000000000000000", method: .get) { try Self.expectProblem($0, .notFound, "not_found") }
+            try await client.execute(uri: "/v1/crl/root-0000000000000000", method: .get) {
+                try Self.expectProblem($0, .notFound, "not_found")
+            }
             try await client.execute(uri: "/v1/crl.pem", method: .get) { response in
-                #expect(String(buffer: response.body).components(separatedBy: "-----BEGIN X509 CRL-----").count == 3, "root and intermediate")
+                #expect(
+                    String(buffer: response.body).components(separatedBy: "-----BEGIN X509 CRL-----").count == 3,
+                    "root and intermediate")
             }
         }
     }

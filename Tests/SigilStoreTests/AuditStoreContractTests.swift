@@ -106,7 +106,9 @@ struct AuditStoreContractTests {
             // The chain goes on from the last committed record.
             let next = try await store.appendAudit(Self.event(3))
             #expect(next.sequence == 2)
-            #expect(try await Self.verify(try await store.auditRecords(AuditQuery()), in: store) == .valid(records: 2, lastHash: next.hash))
+            #expect(
+                try await Self.verify(try await store.auditRecords(AuditQuery()), in: store)
+                    == .valid(records: 2, lastHash: next.hash))
         }
     }
 

@@ -193,22 +193,29 @@ struct AuthorityStoreContractTests {
     func changesCommitWithTheirAudit(_ factory: StoreFactory) async throws {
         let pki = try TestPKI()
         func event(_ action: AuditAction, _ id: String) -> AuditEvent {
-            AuditEvent(time: Self.now, actor: "test", action: action, outcome: .success, reason: "contract", authorityID: id)
+            AuditEvent(
+                time: Self.now, actor: "test", action: action, outcome: .success, reason: "contract", authorityID: id)
         }
         try await factory.withStore { subject async throws in
             let store = subject.store
             try await store.insertAuthority(pki.root, key: pki.rootKey, audit: [event(.initialize, pki.root.id)])
-            try await store.insertAuthority(pki.intermediate, key: pki.intermediateKey, audit: [event(.initialize, pki.intermediate.id)])
+            try await store.insertAuthority(
+                pki.intermediate, key: pki.intermediateKey, audit: [event(.initialize, pki.intermediate.id)])
             try await store.updateAuthorityStates(
-                [(pki.intermediate.id, .tainted)], at: Self.now, audit: [event(.taint, pki.intermediate.id), event(.adminRotate, pki.intermediate.id)])
+                [(pki.intermediate.id, .tainted)], at: Self.now,
+                audit: [event(.taint, pki.intermediate.id), event(.adminRotate, pki.intermediate.id)])
             // A refused change (unknown authority) appends nothing either.
             await Self.expectTransactionError(.notFound, on: factory) {
                 try await store.updateAuthorityStates(
-                    [("intermediate-ffffffffffffffff", .active)], at: Self.now, audit: [event(.activate, "intermediate-ffffffffffffffff")])
+                    [("intermediate-ffffffffffffffff", .active)], at: Self.now,
+                    audit: [event(.activate, "intermediate-ffffffffffffffff")])
             }
             let records = try await store.auditRecords(AuditQuery(afterSequence: 0, limit: 100))
             #expect(records.map(\.event.action) == [.initialize, .initialize, .taint, .adminRotate])
-            #expect(records.map(\.event.authorityID) == [pki.root.id, pki.intermediate.id, pki.intermediate.id, pki.intermediate.id])
+            #expect(
+                records.map(\.event.authorityID) == [
+                    pki.root.id, pki.intermediate.id, pki.intermediate.id, pki.intermediate.id,
+                ])
             #expect(records.map(\.sequence) == [1, 2, 3, 4])
         }
     }

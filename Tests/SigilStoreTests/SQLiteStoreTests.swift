@@ -29,12 +29,14 @@ struct SQLiteStoreTests {
         let store = try SQLiteStore(path: directory.file("sigil.db"), kek: KeyEncryptionKey.generate())
         let (indexes, plan) = try await store.read { db in
             (
-                try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'certificates'"),
+                try String.fetchAll(
+                    db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'certificates'"),
                 try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + StoreSQL.liveByIdentity, arguments: [0, "x"])
                     .map { $0["detail"] as String }
             )
         }
-        #expect(Set(indexes) == ["sqlite_autoindex_certificates_1", "certificates_by_authority", "certificates_revoked"])
+        #expect(
+            Set(indexes) == ["sqlite_autoindex_certificates_1", "certificates_by_authority", "certificates_revoked"])
         #expect(plan.contains { $0.hasPrefix("SEARCH certificates USING INDEX certificates_by_authority") }, "\(plan)")
     }
 
@@ -104,7 +106,10 @@ struct WALCheckpointerTests {
         // Fewer items than the store's own checkpointer waits for, and far below the writer's 32 MiB: the
         // pages stay in the WAL.
         for index in 0..<50 {
-            _ = try await store.appendAudit(AuditEvent(time: Date(timeIntervalSince1970: 1_767_225_600), actor: "test", action: .adminRotate, reason: "\(index)"))
+            _ = try await store.appendAudit(
+                AuditEvent(
+                    time: Date(timeIntervalSince1970: 1_767_225_600), actor: "test", action: .adminRotate,
+                    reason: "\(index)"))
         }
         let before = try fileSize(path)
         let checkpointer = try WALCheckpointer(path: path, interval: 10)

@@ -191,7 +191,9 @@ struct TokenVerifierTests {
         #expect(try await cache.verify(rsaToken).keyID == "rsa-1")
     }
 
-    @Test("a refused token's header values never reach the reason", arguments: ["HS256\nforged log line", String(repeating: "A", count: 10_000)])
+    @Test(
+        "a refused token's header values never reach the reason",
+        arguments: ["HS256\nforged log line", String(repeating: "A", count: 10_000)])
     func headerNotEchoed(_ algorithm: String) async throws {
         let token = try TokenIssuer.unsigned(header: ["alg": algorithm, "kid": "ec-1"], claims: claims())
         let error = await expectCAError(.tokenInvalid) { try await verifier.verify(token) }

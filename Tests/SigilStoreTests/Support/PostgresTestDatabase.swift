@@ -44,7 +44,8 @@ enum PostgresTestDatabase {
     /// Runs `sql` (statements separated by `;`) in database `name`.
     static func execute(_ sql: String, in name: String, on serverURL: String) async throws {
         try await withAdminConnection(try url(serverURL, database: name)) { connection in
-            for statement in sql.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
+            for statement in sql.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+            where !statement.isEmpty {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
         }
