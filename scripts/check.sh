@@ -6,7 +6,8 @@
 #   - import COpenSSL outside Sources/SigilCrypto (the only code that touches OpenSSL);
 #   - print( in library targets (Sources/Sigil*): they log, only the executable prints;
 #   - imports against the module table (docs/architecture.md): each library target imports only the modules
-#     listed for it below, so dependencies point one way (the agent never links the store, Core no NIO…).
+#     listed for it below, so dependencies point one way (the agent never links the store, Core no NIO…);
+#   - formatting: `swift format lint --strict` with .swift-format (4 spaces, 120 columns) over all Swift code.
 # Whole-line comments (// and ///) are skipped; a trailing comment on a code line is not.
 set -euo pipefail
 # shellcheck source=lib/common.sh
@@ -88,6 +89,14 @@ for target in "${!allowed_imports[@]}"; do
         failures=$((failures + 1))
     fi
 done
+
+# Formatting (STYLE.md): the toolchain's swift-format; fix with the command in the message.
+format_paths=(Package.swift Sources Tests Benchmarks)
+if ! lint="$(swift format lint --strict --parallel --configuration .swift-format --recursive "${format_paths[@]}" 2>&1)"; then
+    printf 'swift format lint (fix: swift format --in-place --parallel --configuration .swift-format -r %s):\n' "${format_paths[*]}"
+    printf '%s\n' "$lint" | head -n 40 | sed 's/^/    /'
+    failures=$((failures + 1))
+fi
 
 if ((failures > 0)); then
     printf 'scripts/check.sh: %d rule(s) broken, see above\n' "$failures" >&2
