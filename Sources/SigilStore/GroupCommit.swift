@@ -77,10 +77,12 @@ final class GroupCommit: Sendable {
                 state.waiting.removeFirst()
                 return [first]
             }
-            var batch: [Unit] = []
-            while batch.count < maxBatch, let unit = state.waiting.first, case .item = unit {
-                batch.append(state.waiting.removeFirst())
-            }
+            let count =
+                state.waiting.prefix(maxBatch).firstIndex {
+                    if case .exclusive = $0 { true } else { false }
+                } ?? min(maxBatch, state.waiting.count)
+            let batch = Array(state.waiting.prefix(count))
+            state.waiting.removeFirst(count)
             return batch
         }
     }
@@ -143,7 +145,8 @@ enum StoreDeadline {
 
     /// Returns `body`'s result, or throws `unavailable` once `timeout` passes. A task group would wait for the
     /// body to notice cancellation (postgres-nio's pool may not for a minute, a blocked SQLite call never does),
-    /// so the body runs unstructured and is cancelled and abandoned on timeout.
+    /// so the body runs unstructured and is cancelled and abandoned on timeout. The timer is cancelled as soon
+    /// as the body answers: thousands of operations a second must not leave thousands of sleeping tasks.
     static func run<T: Sendable>(
         _ what: String, timeout: Duration = operation, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
@@ -153,34 +156,49 @@ enum StoreDeadline {
             let work = Task {
                 do { outcome.finish(.success(try await body())) } catch { outcome.finish(.failure(error)) }
             }
-            Task {
-                try? await Task.sleep(for: timeout)
-                if outcome.finish(
-                    .failure(StorageError(.unavailable, reason: "\(what) did not answer within \(timeout)")))
-                {
-                    work.cancel()
-                }
-            }
+            outcome.arm(
+                Task {
+                    do { try await Task.sleep(for: timeout) } catch { return }  // cancelled: the body answered
+                    let late = StorageError(.unavailable, reason: "\(what) did not answer within \(timeout)")
+                    if outcome.finish(.failure(late)) { work.cancel() }
+                })
         }
     }
 }
 
-/// The first of a result and a timeout wins; the loser is ignored.
+/// The first of a result and a timeout wins; the loser is ignored, and the timer is cancelled.
 final class DeadlineOutcome<T: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, done: Bool)>((nil, false))
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var done = false
+        var timer: Task<Void, Never>?
+    }
+    private let state = Mutex(State())
 
     func install(_ continuation: CheckedContinuation<T, any Error>) {
         state.withLock { $0.continuation = continuation }
     }
 
+    /// Keeps `timer` to cancel when a result arrives, or cancels it now if one already has.
+    func arm(_ timer: Task<Void, Never>) {
+        let finished = state.withLock { state -> Bool in
+            if !state.done { state.timer = timer }
+            return state.done
+        }
+        if finished { timer.cancel() }
+    }
+
     /// Resumes the waiter with `result` if nothing did before; returns whether this call did.
     @discardableResult
     func finish(_ result: Result<T, any Error>) -> Bool {
-        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
-            guard !state.done else { return nil }
+        let (continuation, timer) = state.withLock {
+            state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            guard !state.done else { return (nil, nil) }
             state.done = true
-            return state.continuation
+            defer { state.timer = nil }
+            return (state.continuation, state.timer)
         }
+        timer?.cancel()
         continuation?.resume(with: result)
         return continuation != nil
     }
