@@ -12,7 +12,7 @@ import Testing
 
 @testable import SigilServer
 
-/// The public routes through Hummingbird's router test framework, without sockets: the handlers parse, call the
+/// The public routes over Hummingbird's live test framework (plain HTTP on 127.0.0.1): the handlers parse, call the
 /// CA and map errors to problem+json; the middleware limits every route. The CA, its in-memory store and
 /// the manual clock are real; tokens are checked by `KnownTokens`, a stand-in for the issuer's JWKS (whose
 /// verifier has its own tests) so that each test names the identity a token proves.
@@ -28,6 +28,8 @@ struct SigilAPITests {
             return VerifiedToken(identity: identity, expiresAt: TestPKI.referenceDate + .seconds(3600))
         }
     }
+
+    static let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     let clock = ManualClock(now: TestPKI.referenceDate)
     let store = InMemoryStore()
@@ -53,10 +55,13 @@ struct SigilAPITests {
             auditKey: try await store.auditKey(), tokenCache: nil,
             denials: DenialBudget(perSecond: denialBudget, clock: clock), metrics: ServerMetrics(),
             configuration: configuration, clock: clock,
-            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+            logger: Self.silent)
         let router = Router(context: SigilRequestContext.self)
         api.addRoutes(to: router)
-        try await Application(router: router).test(.router, test)
+        try await Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            logger: Self.silent
+        ).test(.live, test)
     }
 
     static func body(_ csr: String, ttl: Int? = nil) throws -> ByteBuffer {
