@@ -33,8 +33,10 @@ forbid() {
     fi
 }
 
-# Every Swift file under Sources/; sources_except PREFIX lists those whose path does not start with PREFIX.
-mapfile -t all_sources < <(find Sources -name '*.swift' -type f | sort)
+# Every Swift file under Sources/ but protoc's output (scripts/gen-protos); sources_except PREFIX lists those
+# whose path does not start with PREFIX.
+generated=Sources/SigilAgentGRPC/Generated
+mapfile -t all_sources < <(find Sources -name '*.swift' -type f -not -path "$generated/*" | sort)
 
 sources_except() {
     local path
@@ -73,7 +75,8 @@ declare -A allowed_imports=(
     [SigilStore]="SigilCore SigilCrypto SigilFiles GRDB PostgresNIO NIOCore NIOPosix NIOSSL Logging"
     [SigilServer]="SigilCore SigilCrypto SigilFiles SigilTokens SigilAPIModels SigilStore Hummingbird HummingbirdCore HummingbirdTLS
         HTTPTypes NIOCore NIOPosix NIOSSL NIOHTTPTypes NIOFoundationCompat ServiceLifecycle Logging Metrics Prometheus AsyncHTTPClient"
-    [SigilAgent]="SigilCore SigilCrypto SigilFiles SigilAPIModels AsyncHTTPClient NIOCore NIOSSL NIOFoundationCompat ServiceLifecycle Logging"
+    [SigilAgent]="SigilCore SigilCrypto SigilFiles SigilAPIModels SigilAgentGRPC AsyncHTTPClient NIOCore NIOSSL NIOFoundationCompat
+        GRPCCore GRPCNIOTransportHTTP2 NIOHTTP2 NIOHPACK SwiftProtobuf ServiceLifecycle Logging"
     [SigilTestSupport]="SigilCore SigilCrypto SigilStore Testing"
 )
 for target in "${!allowed_imports[@]}"; do
@@ -90,10 +93,11 @@ for target in "${!allowed_imports[@]}"; do
     fi
 done
 
-# Formatting (STYLE.md): the toolchain's swift-format; fix with the command in the message.
-format_paths=(Package.swift Sources Tests Benchmarks)
-if ! lint="$(swift format lint --strict --parallel --configuration .swift-format --recursive "${format_paths[@]}" 2>&1)"; then
-    printf 'swift format lint (fix: swift format --in-place --parallel --configuration .swift-format -r %s):\n' "${format_paths[*]}"
+# Formatting (STYLE.md): the toolchain's swift-format over all Swift code but protoc's output; fix with the
+# command in the message.
+mapfile -t format_paths < <(find Package.swift Sources Tests Benchmarks -name '*.swift' -type f -not -path "$generated/*" | sort)
+if ! lint="$(swift format lint --strict --parallel --configuration .swift-format "${format_paths[@]}" 2>&1)"; then
+    printf 'swift format lint (fix: swift format --in-place --configuration .swift-format FILE, for each file below):\n'
     printf '%s\n' "$lint" | head -n 40 | sed 's/^/    /'
     failures=$((failures + 1))
 fi

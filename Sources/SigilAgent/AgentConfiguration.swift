@@ -7,8 +7,12 @@ public struct AgentConfiguration: Sendable {
     public var serverURL: String
     /// Projected service-account token file, re-read on every attempt (kubelet rotates it).
     public var tokenFile: String
-    /// Where `svid.pem`, `svid.key` and `bundle.pem` are written.
-    public var outputDirectory: String
+    /// Where `svid.pem`, `svid.key` and `bundle.pem` are written; nil to keep them in memory only (socket only).
+    public var outputDirectory: String?
+    /// Unix socket serving the SPIFFE Workload API and Envoy SDS; nil for files only.
+    public var socketPath: String?
+    /// Callers' uids allowed on the socket (SO_PEERCRED); nil for any caller that can open it.
+    public var allowedUIDs: Set<UInt32>?
     /// Trust bundle used to authenticate the server (distributed out of band); the current bundle from the
     /// server is trusted in addition once received.
     public var caBundle: String
@@ -25,7 +29,8 @@ public struct AgentConfiguration: Sendable {
     public var onceTimeout: Duration
 
     public init(
-        serverURL: String, tokenFile: String, outputDirectory: String, caBundle: String, once: Bool = false,
+        serverURL: String, tokenFile: String, outputDirectory: String?, caBundle: String,
+        socketPath: String? = nil, allowedUIDs: Set<UInt32>? = nil, once: Bool = false,
         keyAlgorithm: KeyAlgorithm = .p256, schedule: RenewalSchedule = RenewalSchedule(),
         pollInterval: Duration = .seconds(10),
         onRotate: String? = nil, onceTimeout: Duration = .seconds(30)
@@ -33,6 +38,8 @@ public struct AgentConfiguration: Sendable {
         self.serverURL = serverURL.hasSuffix("/") ? String(serverURL.dropLast()) : serverURL
         self.tokenFile = tokenFile
         self.outputDirectory = outputDirectory
+        self.socketPath = socketPath
+        self.allowedUIDs = allowedUIDs
         self.caBundle = caBundle
         self.once = once
         self.keyAlgorithm = keyAlgorithm
@@ -46,6 +53,4 @@ public struct AgentConfiguration: Sendable {
     public static let keyName = "svid.key"
     public static let bundleName = "bundle.pem"
 
-    public var certificatePath: String { outputDirectory + "/" + Self.certificateName }
-    public var bundlePath: String { outputDirectory + "/" + Self.bundleName }
 }

@@ -7,19 +7,21 @@ import SigilCrypto
 import SigilFiles
 import Synchronization
 
-/// The workload side: obtains an SVID (the key never leaves this process), writes key, chain and bundle as
-/// one atomic set (`AtomicFileSet`), renews it at half-life ± jitter, retries with capped exponential backoff
-/// while keeping the current certificate, renews at once when its chain is tainted, and keeps `bundle.pem`
-/// current.
+/// The workload side: obtains an SVID, publishes it to the socket's streams (`feed`) and/or writes key, chain
+/// and bundle as one atomic set (`AtomicFileSet`), renews it at half-life ± jitter, retries with capped
+/// exponential backoff while keeping the current certificate, renews at once when its chain is tainted, and keeps
+/// the bundle current.
 public final class AgentService: Service, Sendable {
     let configuration: AgentConfiguration
     let clock: any WallClock
     let logger: Logger
     let client: SigilClient
     let random: LockedRandom
+    /// The current SVID for the socket's Workload API and SDS streams.
+    public let feed: SVIDFeed
 
-    /// What is on disk now.
-    struct Held: Sendable {
+    /// The SVID held now.
+    public struct Held: Sendable {
         let notBefore: Date
         let notAfter: Date
         let authorityKeyID: String
@@ -33,20 +35,22 @@ public final class AgentService: Service, Sendable {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
-        self.client = SigilClient(configuration: configuration)
+        let feed = SVIDFeed()
+        self.feed = feed
+        self.client = SigilClient(configuration: configuration) { feed.current?.bundlePEM }
         self.random = LockedRandom(random)
     }
 
-    /// Obtains and writes the first SVID, retrying with backoff; with `once`, gives up after `onceTimeout`.
-    public func fetchFirst() async throws {
+    /// Obtains and publishes the first SVID, retrying with backoff; with `once`, gives up after `onceTimeout`.
+    @discardableResult
+    public func fetchFirst() async throws -> Held {
         let giveUp = clock.now + configuration.onceTimeout
         var attempt = 0
         while true {
             do {
                 // With --once no single attempt may run past the deadline.
                 let left = configuration.once ? giveUp.timeIntervalSince(clock.now) : 15
-                _ = try await renew(timeout: .milliseconds(Int64(max(min(left, 15), 0.1) * 1000)))
-                return
+                return try await renew(timeout: .milliseconds(Int64(max(min(left, 15), 0.1) * 1000)))
             } catch {
                 let now = clock.now
                 if configuration.once && now >= giveUp {
@@ -68,8 +72,11 @@ public final class AgentService: Service, Sendable {
         }
     }
 
-    /// Releases the HTTP client; call once the agent is done.
-    public func shutdown() async { await client.shutdown() }
+    /// Ends the socket's streams and releases the HTTP client; call once the agent is done.
+    public func shutdown() async {
+        feed.close()
+        await client.shutdown()
+    }
 
     public func run() async throws {
         do {
@@ -82,7 +89,7 @@ public final class AgentService: Service, Sendable {
     }
 
     private func loop() async throws {
-        var held = try await cancelWhenGracefulShutdown { try await self.obtainInitial() }
+        var held = try await cancelWhenGracefulShutdown { try await self.fetchFirst() }
         if configuration.once { return }
         var renewAt = scheduleRenewal(held)
         var nextPoll = clock.now
@@ -109,12 +116,13 @@ public final class AgentService: Service, Sendable {
                                 Double.random(in: 0...min(2.0, configuration.pollInterval.timeInterval / 2), using: &$0)
                             }
                             renewAt = min(renewAt, now.addingTimeInterval(delay))
+                            feed.withhold()
                             logger.warning(
                                 "current certificate chains to a \(reason) authority; renewing now",
                                 metadata: ["sigil.serial": "\(held.serial)"])
                         }
                         if bundleSequence != authorities.bundleSequence {
-                            if bundleSequence != nil { try writeBundle(try await client.bundlePEM()) }
+                            if bundleSequence != nil { try replaceBundle(try await client.bundlePEM()) }
                             bundleSequence = authorities.bundleSequence
                         }
                     }
@@ -146,14 +154,6 @@ public final class AgentService: Service, Sendable {
         }
     }
 
-    private func obtainInitial() async throws -> Held {
-        try await fetchFirst()
-        guard let held = try currentFromDisk() else {
-            throw AgentError("internal_error", "certificate vanished after write")
-        }
-        return held
-    }
-
     private func scheduleRenewal(_ held: Held) -> Date {
         let at = random.with {
             configuration.schedule.renewAt(notBefore: held.notBefore, notAfter: held.notAfter, using: &$0)
@@ -162,7 +162,7 @@ public final class AgentService: Service, Sendable {
         return at
     }
 
-    /// Generates a key, requests a certificate with the current token, writes all three files.
+    /// Generates a key, requests a certificate with the current token, publishes it.
     @discardableResult
     func renew(timeout: Duration = .seconds(15)) async throws -> Held {
         guard let tokenData = FileManager.default.contents(atPath: configuration.tokenFile) else {
@@ -176,12 +176,11 @@ public final class AgentService: Service, Sendable {
         guard let leaf = chain.first, leaf.publicKey.der == (try key.publicKey().der) else {
             throw AgentError("bad_response", "issued certificate does not carry this agent's key")
         }
-        try SecureFile.ensurePrivateDirectory(configuration.outputDirectory)
-        try publish(
-            key: Data(try key.pkcs8PEM().utf8), chain: Data(chain.map(\.pem).joined().utf8),
-            bundle: Data(issued.trustBundle.joined().utf8))
+        let bundle = try issued.trustBundle.flatMap { try Certificate.parseChain(pem: $0) }
+        let material = try SVIDMaterial(chain: chain, key: key, bundle: bundle, spiffeID: issued.spiffeID)
+        try publish(material)
         logger.notice(
-            "wrote SVID",
+            configuration.outputDirectory == nil ? "obtained SVID" : "wrote SVID",
             metadata: [
                 "sigil.identity": "\(issued.spiffeID)", "sigil.serial": "\(issued.serial)",
                 "sigil.not_after": "\(issued.notAfter)",
@@ -193,36 +192,29 @@ public final class AgentService: Service, Sendable {
             serial: leaf.serial.hex)
     }
 
-    /// Writes the key, chain and bundle as one set: a reader never sees a chain with another chain's key, or a
-    /// chain next to a bundle it does not verify against.
-    private func publish(key: Data, chain: Data, bundle: Data) throws {
-        try AtomicFileSet.publish(
-            [
-                .init(name: AgentConfiguration.keyName, contents: key, mode: 0o600),
-                .init(name: AgentConfiguration.certificateName, contents: chain, mode: 0o644),
-                .init(name: AgentConfiguration.bundleName, contents: bundle, mode: 0o644),
-            ], in: configuration.outputDirectory, at: clock.now)
+    /// Writes the key, chain and bundle as one set (a reader never sees a chain with another chain's key, or a
+    /// chain next to a bundle it does not verify against), then pushes them to the socket's streams.
+    private func publish(_ material: SVIDMaterial) throws {
+        if let directory = configuration.outputDirectory {
+            try SecureFile.ensurePrivateDirectory(directory)
+            try AtomicFileSet.publish(
+                [
+                    .init(name: AgentConfiguration.keyName, contents: Data(material.keyPEM.utf8), mode: 0o600),
+                    .init(
+                        name: AgentConfiguration.certificateName, contents: Data(material.chainPEM.utf8), mode: 0o644),
+                    .init(name: AgentConfiguration.bundleName, contents: Data(material.bundlePEM.utf8), mode: 0o644),
+                ], in: directory, at: clock.now)
+        }
+        feed.publish(material)
     }
 
-    /// Replaces the bundle (with the current key and chain) when it changed.
-    private func writeBundle(_ pem: String) throws {
-        let directory = configuration.outputDirectory
-        let bundle = Data(pem.utf8)
-        if AtomicFileSet.read(AgentConfiguration.bundleName, in: directory) == bundle { return }
-        guard let key = AtomicFileSet.read(AgentConfiguration.keyName, in: directory),
-            let chain = AtomicFileSet.read(AgentConfiguration.certificateName, in: directory)
-        else { throw AgentError("internal_error", "the current SVID files vanished from \(directory)") }
-        try publish(key: key, chain: chain, bundle: bundle)
-    }
-
-    private func currentFromDisk() throws -> Held? {
-        guard let data = FileManager.default.contents(atPath: configuration.certificatePath),
-            let leaf = try Certificate.parseChain(pem: String(decoding: data, as: UTF8.self)).first
-        else { return nil }
-        return Held(
-            notBefore: leaf.notBefore, notAfter: leaf.notAfter,
-            authorityKeyID: hexString(leaf.authorityKeyIdentifier ?? []),
-            serial: leaf.serial.hex)
+    /// Republishes the current SVID with a new bundle when the bundle changed.
+    private func replaceBundle(_ pem: String) throws {
+        guard let current = feed.current else { return }
+        let bundle = try Certificate.parseChain(pem: pem)
+        if bundle.map(\.der) == current.bundleDER { return }
+        try publish(current.replacingBundle(bundle))
+        logger.notice("trust bundle changed", metadata: ["sigil.roots": "\(bundle.count)"])
     }
 
     /// "tainted"/"revoked" if the held certificate's issuer or that issuer's root is; nil otherwise.

@@ -24,7 +24,13 @@ final class SigilClient: Sendable {
     private let configuration: AgentConfiguration
     private let current = Mutex<(client: HTTPClient, trust: String)?>(nil)
 
-    init(configuration: AgentConfiguration) { self.configuration = configuration }
+    /// The bundle last received from the server (PEM), trusted in addition to `--ca-bundle`.
+    private let receivedBundle: @Sendable () -> String?
+
+    init(configuration: AgentConfiguration, receivedBundle: @escaping @Sendable () -> String?) {
+        self.configuration = configuration
+        self.receivedBundle = receivedBundle
+    }
 
     func shutdown() async {
         let client = current.withLock { state -> HTTPClient? in
@@ -41,9 +47,7 @@ final class SigilClient: Sendable {
         guard !trust.isEmpty else {
             throw AgentError("configuration_invalid", "cannot read --ca-bundle \(configuration.caBundle)")
         }
-        if let received = FileManager.default.contents(atPath: configuration.bundlePath) {
-            trust += "\n" + String(decoding: received, as: UTF8.self)
-        }
+        if let received = receivedBundle() { trust += "\n" + received }
         if let cached = current.withLock({ $0 }), cached.trust == trust { return cached.client }
         var tls = TLSConfiguration.makeClientConfiguration()
         do {

@@ -12,14 +12,19 @@ struct AgentCommand: AsyncParsableCommand {
         abstract:
             "Obtain and keep renewing one X.509-SVID for this workload; the private key never leaves this process.",
         discussion: """
-            Writes svid.pem (leaf + intermediates), svid.key (PKCS#8, 0600) and bundle.pem atomically into --out-dir. \
-            Renews at half-life ± jitter, retries with backoff while keeping the current certificate, and renews at once \
-            when /v1/authorities shows its chain tainted. --once exits 0 after the first write (init-container mode).
+            Serves the SPIFFE Workload API and Envoy SDS on the unix socket --socket (0660; clients find it through \
+            SPIFFE_ENDPOINT_SOCKET=unix://PATH) and/or writes svid.pem (leaf + intermediates), svid.key (PKCS#8, 0600) \
+            and bundle.pem atomically into --out-dir. Renews at half-life ± jitter, retries with backoff while keeping \
+            the current certificate, and renews at once when /v1/authorities shows its chain tainted. --once exits 0 \
+            after the first write (init-container mode).
             """)
 
     @Option(help: "Sigil server URL.") var server: String
     @Option(help: "Projected service-account token file (re-read on every attempt).") var tokenFile: String
-    @Option(help: "Output directory.") var outDir: String
+    @Option(help: "Output directory for svid.pem, svid.key and bundle.pem.") var outDir: String?
+    @Option(help: "Unix socket serving the SPIFFE Workload API and Envoy SDS.") var socket: String?
+    @Option(help: "Comma-separated uids allowed on --socket (default: any process that can open it).")
+    var allowedUids: String?
     @Option(help: "Trust bundle (PEM) that authenticates the server.") var caBundle: String
     @Flag(help: "Exit after the first successful write.") var once = false
     @Option(help: "Key type: ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519.") var keyType: String = "ec-p256"
@@ -44,14 +49,35 @@ struct AgentCommand: AsyncParsableCommand {
         else {
             throw CLIError("configuration_invalid", "--server must be an https:// URL")
         }
+        guard outDir != nil || socket != nil else {
+            throw CLIError("configuration_invalid", "give --socket, --out-dir or both")
+        }
+        if once && (socket != nil || outDir == nil) {
+            throw CLIError(
+                "configuration_invalid", "--once writes --out-dir and exits: it needs --out-dir, not --socket")
+        }
+        let allowedUIDs = try allowedUids.map { list in
+            try Set(
+                list.split(separator: ",").map { item in
+                    guard let uid = UInt32(item.trimmingCharacters(in: .whitespaces)) else {
+                        throw CLIError("configuration_invalid", "--allowed-uids: \(item) is not a uid")
+                    }
+                    return uid
+                })
+        }
+        if allowedUIDs != nil && socket == nil {
+            throw CLIError("configuration_invalid", "--allowed-uids needs --socket")
+        }
         let configuration = AgentConfiguration(
-            serverURL: server, tokenFile: tokenFile, outputDirectory: outDir, caBundle: caBundle, once: once,
+            serverURL: server, tokenFile: tokenFile, outputDirectory: outDir, caBundle: caBundle,
+            socketPath: socket, allowedUIDs: allowedUIDs, once: once,
             keyAlgorithm: algorithm,
             schedule: RenewalSchedule(fraction: renewFraction, jitter: jitter),
             pollInterval: try parseDuration(pollInterval, flag: "--poll-interval"),
             onRotate: onRotate, onceTimeout: try parseDuration(timeout, flag: "--timeout"))
         let logger = Logger(label: "sigil-agent")
-        let agent = AgentService(configuration: configuration, clock: SystemClock(), logger: logger)
+        let clock = SystemClock()
+        let agent = AgentService(configuration: configuration, clock: clock, logger: logger)
         if once {
             do {
                 try await agent.fetchFirst()
@@ -62,9 +88,17 @@ struct AgentCommand: AsyncParsableCommand {
             }
             return
         }
+        // The socket first: on shutdown the agent stops first and ends the socket's streams.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let socket {
+            services.append(
+                .init(
+                    service: AgentSocket(
+                        path: socket, allowedUIDs: allowedUIDs, feed: agent.feed, clock: clock, logger: logger)))
+        }
+        services.append(.init(service: agent))
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

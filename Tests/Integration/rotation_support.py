@@ -114,10 +114,11 @@ class Server(Background):
     """`sigil serve --data-dir D --listen 127.0.0.1:0 --admin-socket S …`; start() returns once it printed
     its listening line and its admin socket exists."""
 
-    def __init__(self, sigil: Sigil, name: str, data_dir: Path, socket: Path, args: list, directory: Path):
+    def __init__(self, sigil: Sigil, name: str, data_dir: Path, socket: Path, args: list, directory: Path,
+                 listen: str = "127.0.0.1:0"):
         super().__init__(
             name,
-            [sigil.binary, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0", "--admin-socket", socket, *args],
+            [sigil.binary, "serve", "--data-dir", data_dir, "--listen", listen, "--admin-socket", socket, *args],
             directory,
         )
         self.sigil = sigil
@@ -175,20 +176,23 @@ class Server(Background):
 
 
 class Agent(Background):
-    """`sigil agent --server URL --token-file F --out-dir O --ca-bundle B …` running in the background."""
+    """`sigil agent --server URL --token-file F [--out-dir O] --ca-bundle B …` running in the background (without
+    --out-dir when out_dir is None: give --socket in args)."""
 
-    def __init__(self, sigil: Sigil, name: str, server: Server, token: Path, out_dir: Path, args: list, directory: Path,
-                 ca_bundle: Path | None = None):
+    def __init__(self, sigil: Sigil, name: str, server: Server, token: Path, out_dir: Path | None, args: list,
+                 directory: Path, ca_bundle: Path | None = None):
         self.out_dir = out_dir
         self.token = token
+        files = ["--out-dir", out_dir] if out_dir is not None else []
         super().__init__(
             name,
-            [sigil.binary, "agent", "--server", server.url, "--token-file", token, "--out-dir", out_dir,
+            [sigil.binary, "agent", "--server", server.url, "--token-file", token, *files,
              "--ca-bundle", ca_bundle or server.bundle, *args],
             directory,
         )
 
     def snapshot(self) -> "Snapshot | None":
+        assert self.out_dir is not None, f"{self.name} writes no files"
         return read_snapshot(self.out_dir)
 
     def wait_for(self, predicate: Callable[["Snapshot"], bool], timeout: float, what: str) -> "Snapshot":
@@ -219,10 +223,10 @@ class Rig:
         return path
 
     def serve(self, *args, name: str = "server", data_dir: Path | None = None, socket: Path | None = None,
-              timeout: float = 90) -> Server:
+              timeout: float = 90, listen: str = "127.0.0.1:0") -> Server:
         data_dir = data_dir or self.dir / "pki"
         socket = socket or self.dir / f"{name}.sock"
-        server = Server(self.sigil, name, data_dir, socket, list(args), self.dir)
+        server = Server(self.sigil, name, data_dir, socket, list(args), self.dir, listen)
         self.processes.append(server)
         return server.start(timeout)
 
@@ -236,8 +240,10 @@ class Rig:
         path.write_text(result.stdout)
         return path
 
-    def agent(self, server: Server, token: Path, *args, name: str = "agent", ca_bundle: Path | None = None) -> Agent:
-        agent = Agent(self.sigil, name, server, token, self.dir / f"{name}-out", list(args), self.dir, ca_bundle)
+    def agent(self, server: Server, token: Path, *args, name: str = "agent", ca_bundle: Path | None = None,
+              files: bool = True) -> Agent:
+        out_dir = self.dir / f"{name}-out" if files else None
+        agent = Agent(self.sigil, name, server, token, out_dir, list(args), self.dir, ca_bundle)
         self.processes.append(agent)
         agent.start()
         return agent

