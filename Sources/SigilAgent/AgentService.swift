@@ -125,6 +125,7 @@ public final class AgentService: Service, Sendable {
                             if bundleSequence != nil { try replaceBundle(try await client.bundlePEM()) }
                             bundleSequence = authorities.bundleSequence
                         }
+                        try await refreshCRLs(revoked: authorities.authorities.contains { $0.state == "revoked" })
                     }
                 } catch {
                     logger.warning("polling authorities failed", metadata: ["sigil.reason": "\(error)"])
@@ -208,12 +209,23 @@ public final class AgentService: Service, Sendable {
         feed.publish(material)
     }
 
+    /// Republishes the current SVID with the server's CRLs while an authority is revoked (the Workload API
+    /// serves them beside the bundle), and without once none is.
+    private func refreshCRLs(revoked: Bool) async throws {
+        guard let current = feed.current, revoked || !current.crlDER.isEmpty else { return }
+        let crls = revoked ? try await client.crls() : []
+        if crls != current.crlDER {
+            feed.publish(current.replacing(crlDER: crls))
+            logger.notice("revocation lists changed", metadata: ["sigil.crls": "\(crls.count)"])
+        }
+    }
+
     /// Republishes the current SVID with a new bundle when the bundle changed.
     private func replaceBundle(_ pem: String) throws {
         guard let current = feed.current else { return }
         let bundle = try Certificate.parseChain(pem: pem)
         if bundle.map(\.der) == current.bundleDER { return }
-        try publish(current.replacingBundle(bundle))
+        try publish(current.replacing(bundle: bundle))
         logger.notice("trust bundle changed", metadata: ["sigil.roots": "\(bundle.count)"])
     }
 

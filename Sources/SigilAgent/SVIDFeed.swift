@@ -16,11 +16,15 @@ public struct SVIDMaterial: Sendable, Equatable {
     /// The roots of the trust bundle.
     public let bundleDER: [[UInt8]]
     public let bundlePEM: String
+    /// DER CRLs of the trust domain's authorities, served while one of its intermediates is revoked.
+    public let crlDER: [[UInt8]]
     public let serial: String
     /// Grows with every publication; SDS sends it as `version_info`.
     public internal(set) var version: Int = 0
 
-    public init(chain: [Certificate], key: PrivateKey, bundle: [Certificate], spiffeID: String) throws {
+    public init(
+        chain: [Certificate], key: PrivateKey, bundle: [Certificate], spiffeID: String, crlDER: [[UInt8]] = []
+    ) throws {
         self.spiffeID = spiffeID
         trustDomainID = Self.trustDomainID(of: spiffeID)
         chainDER = chain.map(\.der)
@@ -29,15 +33,18 @@ public struct SVIDMaterial: Sendable, Equatable {
         keyPEM = try key.pkcs8PEM()
         bundleDER = bundle.map(\.der)
         bundlePEM = bundle.map(\.pem).joined()
+        self.crlDER = crlDER
         serial = chain.first?.serial.hex ?? ""
     }
 
-    /// The same SVID with another trust bundle.
-    func replacingBundle(_ bundle: [Certificate]) -> SVIDMaterial {
-        SVIDMaterial(self, bundleDER: bundle.map(\.der), bundlePEM: bundle.map(\.pem).joined())
+    /// The same SVID with another trust bundle or other CRLs.
+    func replacing(bundle: [Certificate]? = nil, crlDER: [[UInt8]]? = nil) -> SVIDMaterial {
+        SVIDMaterial(
+            self, bundleDER: bundle.map { $0.map(\.der) } ?? bundleDER,
+            bundlePEM: bundle.map { $0.map(\.pem).joined() } ?? bundlePEM, crlDER: crlDER ?? self.crlDER)
     }
 
-    private init(_ other: SVIDMaterial, bundleDER: [[UInt8]], bundlePEM: String) {
+    private init(_ other: SVIDMaterial, bundleDER: [[UInt8]], bundlePEM: String, crlDER: [[UInt8]]) {
         spiffeID = other.spiffeID
         trustDomainID = other.trustDomainID
         chainDER = other.chainDER
@@ -46,6 +53,7 @@ public struct SVIDMaterial: Sendable, Equatable {
         keyPEM = other.keyPEM
         self.bundleDER = bundleDER
         self.bundlePEM = bundlePEM
+        self.crlDER = crlDER
         serial = other.serial
         version = other.version
     }
@@ -79,13 +87,18 @@ public final class SVIDFeed: Sendable {
     /// How many streams are open now.
     public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
 
-    /// Makes `material` current and pushes it to every subscriber. Returns the version it was given.
+    /// Makes `material` current and pushes it to every subscriber, unless it is the withheld SVID with a new
+    /// bundle or CRLs: that one waits for its successor too. Returns the version it was given.
     @discardableResult
     public func publish(_ material: SVIDMaterial) -> Int {
         state.withLock { state in
             state.version += 1
             var material = material
             material.version = state.version
+            if state.withheld && material.serial == state.current?.serial {
+                state.current = material
+                return state.version
+            }
             state.current = material
             state.withheld = false
             for continuation in state.subscribers.values { continuation.yield(material) }

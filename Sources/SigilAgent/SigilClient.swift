@@ -4,6 +4,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOSSL
 import SigilAPIModels
+import SigilCrypto
 import SigilCore
 import Synchronization
 
@@ -97,6 +98,13 @@ final class SigilClient: Sendable {
             throw AgentError("bad_response", "authorities response does not decode")
         }
         return (body, newTag)
+    }
+
+    /// Every current CRL of the trust domain, DER (from `/v1/crl.pem`).
+    func crls() async throws -> [[UInt8]] {
+        let (status, data) = try await send(HTTPClientRequest(url: configuration.serverURL + "/v1/crl.pem"))
+        guard status == 200 else { throw problem(status, data) }
+        return try PEMBlock.parseAll(String(decoding: data, as: UTF8.self)).filter { $0.label == "X509 CRL" }.map(\.der)
     }
 
     func bundlePEM() async throws -> String {

@@ -27,6 +27,7 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
                             $0.bundle = Data(material.bundleDER.joined())
                         }
                     ]
+                    $0.crl = material.crlDER.map { Data($0) }
                 })
             streams.pushed(stream, version: String(material.version))
         }
@@ -37,10 +38,15 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
     ) async throws {
         let stream = streams.open("FetchX509Bundles")
         defer { streams.close(stream) }
-        var sent: [[UInt8]]? = nil
-        for await material in feed.subscribe() where material.bundleDER != sent {
-            sent = material.bundleDER
-            try await response.write(.with { $0.bundles = [material.trustDomainID: Data(material.bundleDER.joined())] })
+        var sent: (bundle: [[UInt8]], crl: [[UInt8]])? = nil
+        for await material in feed.subscribe() where sent?.bundle != material.bundleDER || sent?.crl != material.crlDER
+        {
+            sent = (material.bundleDER, material.crlDER)
+            try await response.write(
+                .with {
+                    $0.bundles = [material.trustDomainID: Data(material.bundleDER.joined())]
+                    $0.crl = material.crlDER.map { Data($0) }
+                })
             streams.pushed(stream, version: String(material.version))
         }
     }

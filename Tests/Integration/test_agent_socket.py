@@ -193,6 +193,27 @@ def test_workload_api_refusals(rig: Rig):
     assert f"refused a caller outside --allowed-uids" in agent_log(guarded) and f"sigil.uid={me}" in agent_log(guarded)
 
 
+def test_workload_api_serves_the_crl_of_a_revoked_intermediate(rig: Rig):
+    """After break-glass (rotate --taint-old, then revoke the old intermediate) the Workload API's messages carry
+    the root's CRL, which lists the revoked intermediate (checked with cryptography)."""
+    server = rig.serve()
+    agent, socket = socket_agent(rig, server, "frontend")
+    wait_serving(agent)
+    old = next(a for a in server.status()["authorities"] if a["role"] == "intermediate" and a["state"] == "active")
+    server.admin_ok("rotate", "intermediate", "--taint-old", "--reason", "crl test")
+    server.admin_ok("revoke", old["id"], "--reason", "crl test")
+    root = x509.load_pem_x509_certificate(server.bundle.read_bytes())
+    with channel(socket) as ch:
+        for message in ch.unary_stream(WORKLOAD + "FetchX509SVID")(b"", metadata=HEADER, timeout=30):
+            crls = [x509.load_der_x509_crl(value) for number, value in _fields(message) if number == 2]
+            if crls:
+                break
+    assert len(crls) >= 1 and any(crl.is_signature_valid(root.public_key()) for crl in crls)
+    revoked = {entry.serial_number for crl in crls for entry in crl}
+    assert int(old["serial"], 16) in revoked, f"{old['serial']} not in the CRLs served: {revoked}"
+    assert "revocation lists changed" in agent_log(agent)
+
+
 def test_sds_stream_protocol(rig: Rig):
     """StreamSecrets as the xDS protocol has it: the first request is answered with the known secrets (an
     unknown name is logged and left out), an ACK gets nothing, a NACK is logged, a change is pushed with a new
@@ -261,21 +282,25 @@ class Pair:
         return http_get(self.port, "/", timeout=10)
 
 
-def leaf_serial(agent_socket: str) -> int:
-    """The serial of the SVID the agent serves now, read over the Workload API."""
+def leaf_certificate(agent_socket: str) -> x509.Certificate:
+    """The SVID the agent serves now, read over the Workload API."""
     with channel(agent_socket) as ch:
         message = next(iter(ch.unary_stream(WORKLOAD + "FetchX509SVID")(b"", metadata=HEADER, timeout=10)))
     chain = dict(_fields(dict(_fields(message))[1]))[2]  # x509_svid: DER certificates, the leaf first
     assert chain[0] == 0x30 and chain[1] & 0x80, "not a DER SEQUENCE with a long length"
     size = int.from_bytes(chain[2:2 + (chain[1] & 0x7F)], "big") + 2 + (chain[1] & 0x7F)
-    return x509.load_der_x509_certificate(chain[:size]).serial_number
+    return x509.load_der_x509_certificate(chain[:size])
+
+
+def leaf_serial(agent_socket: str) -> int:
+    return leaf_certificate(agent_socket).serial_number
 
 
 def test_envoy_pair_mtls_and_rotation_without_restart(rig: Rig):
     """frontend → backend over mTLS with exact URI SAN matching on both sides; a third identity is refused by
-    the backend; a break-glass rotation moves both Envoys to new certificates while a client sending requests
-    the whole time sees no failure."""
-    server = rig.serve()
+    the backend; with 1-minute leaves, a break-glass rotation moves both Envoys to new certificates while a
+    client sending requests the whole time sees no failure."""
+    server = rig.serve("--config", rig.config({"policy": {"default_ttl": "1m"}}))
     backend_agent, backend_socket = socket_agent(rig, server, "backend")
     frontend_agent, frontend_socket = socket_agent(rig, server, "frontend")
     other_agent, other_socket = socket_agent(rig, server, "other")
@@ -293,6 +318,9 @@ def test_envoy_pair_mtls_and_rotation_without_restart(rig: Rig):
         assert status == 200, f"{status} {body}\n{pair.frontend.log()[-3000:]}"
         assert headers.get("x-sigil-peer") == FRONTEND and headers.get("x-sigil-upstream-peer") == BACKEND
         assert pair.backend.cert_serials("cert_chain") >= {leaf_serial(backend_socket)}
+        leaf = leaf_certificate(backend_socket)
+        lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+        assert 60 <= lifetime.total_seconds() <= 90, f"not a 1-minute leaf (plus backdating): {lifetime}"
 
         intruder.start().wait_until_ready(30)
         refused = http_get(intruder.config["static_resources"]["listeners"][0]["address"]["socket_address"]

@@ -122,10 +122,12 @@ struct AgentSocketTests {
         #expect(await early.next()?.serial == first.serial)
         feed.withhold()
         var late = feed.subscribe().makeAsyncIterator()
+        feed.publish(first.replacing(crlDER: [[0x30, 0x00]]))
+        #expect(feed.current?.crlDER == [[0x30, 0x00]], "the withheld SVID takes the new CRLs, unpushed")
         let second = try Self.material()
         feed.publish(second)
         #expect(await late.next()?.serial == second.serial, "a subscriber after a taint never sees the tainted SVID")
-        #expect(await early.next()?.version == 2)
+        #expect(await early.next()?.version == 3, "the withheld SVID was never pushed, its successor was")
         feed.close()
         #expect(await early.next() == nil && feed.subscriberCount == 0)
     }
@@ -142,9 +144,16 @@ struct AgentSocketTests {
             path: path, allowedUIDs: allowedUIDs, feed: feed, clock: SystemClock(), logger: Self.quiet)
         let server = Task { try await socket.run() }
         defer { server.cancel() }
-        try await withGRPCClient(
-            transport: .http2NIOPosix(target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
-        ) { client in
+        // The server binds in the background: calls wait for the connection (retried every 10 ms) instead of
+        // failing fast, as a workload starting beside its agent would.
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .unixDomainSocket(path: path), transportSecurity: .plaintext,
+            config: .defaults {
+                $0.backoff = .init(initial: .milliseconds(10), max: .milliseconds(10), multiplier: 1, jitter: 0)
+            },
+            serviceConfig: ServiceConfig(
+                methodConfig: [MethodConfig(names: [.init(service: "")], waitForReady: true, timeout: .seconds(30))]))
+        try await withGRPCClient(transport: transport) { client in
             try await body(client)
         }
         feed.close()
