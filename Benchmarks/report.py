@@ -102,6 +102,7 @@ median = lambda xs: statistics.median(xs) if xs else None
 cold_empty = median([c["total_ms"] for c in cold["empty"]])
 cold_existing = median([c["total_ms"] for c in cold["existing"]])
 agent_median = median(agent)
+agent_socket = load(f"{raw}/agent-socket.json")
 
 ratios = {
     "sigil_best_over_ceiling": ratio(sb["issued_per_second"], ceiling),
@@ -137,6 +138,16 @@ target("server RSS under load ≤ 150 MiB", f"{rss_max:.1f} MiB (VmHWM)", "≤ 1
 target("cold start → first certificate, empty data dir ≤ 1 s", f"{cold_empty:.0f} ms (median of {len(cold['empty'])})", "≤ 1000 ms", cold_empty <= 1000)
 target("cold start → first certificate, existing data dir ≤ 1 s", f"{cold_existing:.0f} ms (median of {len(cold['existing'])})", "≤ 1000 ms", cold_existing <= 1000)
 target("agent start → files on disk ≤ 0.5 s", f"{agent_median:.0f} ms (median of {len(agent)})", "≤ 500 ms", agent_median <= 500)
+if agent_socket:
+    first_sds, to_envoy, rss10 = (agent_socket["sds_first_response_median_ms"], agent_socket["envoy_after_renewal_max_ms"],
+                                  agent_socket["rss_10_streams_mib"])
+    target("agent start → first SDS response (warm server) ≤ 0.5 s", f"{first_sds:.0f} ms (median of {len(agent_socket['sds_first_response_ms'])})",
+           "≤ 500 ms", first_sds <= 500)
+    target("agent has the renewed SVID → Envoy holds it ≤ 1 s", f"{to_envoy:.0f} ms (worst of {len(agent_socket['envoy_after_renewal_ms'])})",
+           "≤ 1000 ms", to_envoy <= 1000)
+    target("agent RSS with 10 open streams ≤ 40 MiB",
+           f"{rss10:.1f} MiB (idle {agent_socket['rss_idle_mib']:.1f}; anonymous {agent_socket['rss_anon_10_streams_mib']:.1f}, "
+           f"file-backed {agent_socket['rss_file_10_streams_mib']:.1f})", "≤ 40 MiB", rss10 <= 40)
 store_before = load(f"{raw}/store-after-load.json")
 store_seeded = load(f"{raw}/store-seeded.json")
 if seeded and 64 in s_levels:
@@ -153,7 +164,7 @@ result = {
     "meta": meta, "machine_busy_before": load(f"{raw}/quiet.json"), "crypto": crypto, "sigil": sigil, "cfssl_nodb": nodb, "cfssl_db": withdb,
     "cfssl_db_store": load(f"{raw}/cfssl-db.json"), "sigil_seeded": seeded,
     "store_after_load": store_before, "store_seeded": store_seeded,
-    "cold_start": cold, "agent_once_ms": agent, "ratios": ratios, "targets": targets,
+    "cold_start": cold, "agent_once_ms": agent, "agent_socket": agent_socket, "ratios": ratios, "targets": targets,
 }
 
 # Markdown.
@@ -210,6 +221,11 @@ md.append(f"| process start → first certificate, empty data dir (CA init; toke
 md.append(f"| process start → first certificate, existing data dir | {cold_existing:.0f} | "
           + ", ".join(f"{c['total_ms']} (listening {c['ready_ms']}, issue {c['issue_ms']})" for c in cold["existing"]) + " |")
 md.append(f"| `sigil agent --once` start → files on disk (warm server) | {agent_median:.0f} | {', '.join(map(str, agent))} |")
+if agent_socket:
+    md.append(f"| `sigil agent --socket` start → first SDS response (warm server) | {agent_socket['sds_first_response_median_ms']:.0f} | "
+              f"{', '.join(map(str, agent_socket['sds_first_response_ms']))} |")
+    md.append(f"| agent has a re-issued SVID → Envoy 1.40 holds it (/certs polled every 2 ms) | {statistics.median(agent_socket['envoy_after_renewal_ms']):.0f} | "
+              f"{', '.join(map(str, agent_socket['envoy_after_renewal_ms']))} |")
 if seeded and store_seeded:
     md.append(f"| restart on the seeded store ({store_seeded['certificates']:,} certificates, {store_seeded['audit']:,} audit records) → listening | "
               f"{store_seeded['start_to_listening_ms']} | |")

@@ -65,8 +65,8 @@ public final class AgentSocket: Service, Sendable {
     }
 
     /// Makes the socket's directory (0750 if it is new) and clears a stale socket; refuses a live one or a path
-    /// that is not a socket.
-    static func prepare(_ path: String) throws {
+    /// that is not a socket. `run` calls it; calling it first makes those refusals come before anything else.
+    public static func prepare(_ path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
             try FileManager.default.createDirectory(

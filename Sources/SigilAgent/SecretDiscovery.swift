@@ -31,8 +31,13 @@ struct SecretDiscoveryService: Envoy_Service_Secret_V3_SecretDiscoveryService.Si
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                defer { sink.finish() }
-                for try await message in request { sink.yield(.request(message)) }
+                // A client that half-closes still gets pushes (xDS servers push until the stream is cancelled); a
+                // broken request stream ends the call.
+                do {
+                    for try await message in request { sink.yield(.request(message)) }
+                } catch {
+                    sink.finish()
+                }
             }
             group.addTask {
                 defer { sink.finish() }

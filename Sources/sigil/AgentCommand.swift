@@ -91,6 +91,11 @@ struct AgentCommand: AsyncParsableCommand {
         // The socket first: on shutdown the agent stops first and ends the socket's streams.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let socket {
+            do {
+                try AgentSocket.prepare(socket)
+            } catch let error as AgentError {
+                throw CLIError(error.code, error.reason)
+            }
             services.append(
                 .init(
                     service: AgentSocket(

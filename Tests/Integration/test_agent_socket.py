@@ -14,7 +14,7 @@ from cryptography import x509
 from spiffe import TrustDomain, X509Source
 
 from rotation_support import Agent, Rig, Server, rig, wait_until  # noqa: F401
-from sigil_harness import Envoy, bootstrap, free_port
+from sigil_harness import Envoy, assert_clean_failure, bootstrap, free_port
 from sigil_harness.envoy import http_get
 
 FRONTEND = "spiffe://cluster.local/ns/shop/sa/frontend"
@@ -155,6 +155,26 @@ def test_py_spiffe_x509_source_follows_renewals(rig: Rig):
     finally:
         source.close()
     assert "pushed SVID" in agent_log(agent)
+
+
+def test_socket_flags_and_a_live_socket_refused_up_front(rig: Rig):
+    """Neither --socket nor --out-dir, --once with --socket, a uid list that is not one, or a socket another
+    agent serves: one clean error line each, before any request to the server."""
+    server = rig.serve()
+    agent, socket = socket_agent(rig, server, "frontend")
+    wait_serving(agent)
+    token = rig.token(server.data_dir, "frontend", "shop")
+    base = ["agent", "--server", server.url, "--token-file", token, "--ca-bundle", server.bundle]
+    assert_clean_failure(rig.sigil.run(*base), "configuration_invalid")
+    assert_clean_failure(rig.sigil.run(*base, "--socket", rig.path("x.sock"), "--once"), "configuration_invalid")
+    assert_clean_failure(rig.sigil.run(*base, "--socket", rig.path("y.sock"), "--allowed-uids", "root"),
+                         "configuration_invalid")
+    assert_clean_failure(rig.sigil.run(*base, "--socket", socket, timeout=30), "socket_in_use")
+    not_a_socket = rig.path("plain-file")
+    not_a_socket.write_text("keep me")
+    assert_clean_failure(rig.sigil.run(*base, "--socket", not_a_socket, timeout=30), "socket_unusable")
+    assert not_a_socket.read_text() == "keep me"
+    assert agent.running, "the serving agent was disturbed"
 
 
 # --- refusals and the raw protocol -----------------------------------------------------------------------

@@ -27,6 +27,16 @@ def rss_mib(pid: int) -> float:
     return figures[1] / 1024
 
 
+def status_mib(pid: int, *keys: str) -> dict[str, float]:
+    """Fields of /proc/PID/status given in kB (VmRSS, RssAnon, RssFile, …) in MiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in keys:
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) CPU ticks of the whole machine since boot, from the first line of /proc/stat."""
     with open("/proc/stat") as stat:
