@@ -7,12 +7,8 @@ public struct AgentConfiguration: Sendable {
     public var serverURL: String
     /// Projected service-account token file, re-read on every attempt (kubelet rotates it).
     public var tokenFile: String
-    /// Where `svid.pem`, `svid.key` and `bundle.pem` are written; nil to keep them in memory only (socket only).
+    /// Where `svid.pem`, `svid.key` and `bundle.pem` are written; nil to keep them in memory (for `AgentSocket`).
     public var outputDirectory: String?
-    /// Unix socket serving the SPIFFE Workload API and Envoy SDS; nil for files only.
-    public var socketPath: String?
-    /// Callers' uids allowed on the socket (SO_PEERCRED); nil for any caller that can open it.
-    public var allowedUIDs: Set<UInt32>?
     /// Trust bundle used to authenticate the server (distributed out of band); the current bundle from the
     /// server is trusted in addition once received.
     public var caBundle: String
@@ -29,8 +25,7 @@ public struct AgentConfiguration: Sendable {
     public var onceTimeout: Duration
 
     public init(
-        serverURL: String, tokenFile: String, outputDirectory: String?, caBundle: String,
-        socketPath: String? = nil, allowedUIDs: Set<UInt32>? = nil, once: Bool = false,
+        serverURL: String, tokenFile: String, outputDirectory: String?, caBundle: String, once: Bool = false,
         keyAlgorithm: KeyAlgorithm = .p256, schedule: RenewalSchedule = RenewalSchedule(),
         pollInterval: Duration = .seconds(10),
         onRotate: String? = nil, onceTimeout: Duration = .seconds(30)
@@ -38,8 +33,6 @@ public struct AgentConfiguration: Sendable {
         self.serverURL = serverURL.hasSuffix("/") ? String(serverURL.dropLast()) : serverURL
         self.tokenFile = tokenFile
         self.outputDirectory = outputDirectory
-        self.socketPath = socketPath
-        self.allowedUIDs = allowedUIDs
         self.caBundle = caBundle
         self.once = once
         self.keyAlgorithm = keyAlgorithm

@@ -8,6 +8,7 @@ import NIOHTTP2
 import ServiceLifecycle
 import SigilAgentGRPC
 import SigilCore
+import SigilFiles
 
 /// The agent's unix socket: the SPIFFE Workload API and Envoy SDS over plaintext gRPC. Every caller allowed on
 /// the socket receives the pod's identity, so the socket lives in a directory shared only inside the pod;
@@ -77,31 +78,12 @@ public final class AgentSocket: Service, Sendable {
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw AgentError("socket_unusable", "\(path) exists and is not a socket; refusing to replace it")
         }
-        if isListening(path) {
+        if UnixSocket.accepts(path) {
             throw AgentError("socket_in_use", "another process is serving on \(path)")
         }
         guard unlink(path) == 0 else {
             throw AgentError(
                 "socket_unusable", "cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
-        }
-    }
-
-    /// Whether something accepts connections on the unix socket at `path`.
-    static func isListening(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
         }
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import SigilAPIModels
+import SigilFiles
 
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,7 +34,7 @@ struct AdminSocketOption: ParsableArguments {
         }
         // A socket file left by a server that was killed refuses connections; the HTTP client would retry
         // until its deadline. Say so at once instead.
-        guard Self.accepts(socket) else {
+        guard UnixSocket.accepts(socket) else {
             throw CLIError(
                 "unavailable",
                 "nothing listens on \(socket): `sigil serve` is not running (the file is left from a stopped server)")
@@ -61,27 +62,6 @@ struct AdminSocketOption: ParsableArguments {
         } catch {
             throw CLIError("bad_response", "the server's answer to \(path) does not decode: \(error)")
         }
-    }
-
-    /// Whether a unix stream socket at `path` accepts a connection.
-    static func accepts(_ path: String) -> Bool {
-        let fd = Foundation.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        return result == 0
     }
 }
 

@@ -69,8 +69,7 @@ struct AgentCommand: AsyncParsableCommand {
             throw CLIError("configuration_invalid", "--allowed-uids needs --socket")
         }
         let configuration = AgentConfiguration(
-            serverURL: server, tokenFile: tokenFile, outputDirectory: outDir, caBundle: caBundle,
-            socketPath: socket, allowedUIDs: allowedUIDs, once: once,
+            serverURL: server, tokenFile: tokenFile, outputDirectory: outDir, caBundle: caBundle, once: once,
             keyAlgorithm: algorithm,
             schedule: RenewalSchedule(fraction: renewFraction, jitter: jitter),
             pollInterval: try parseDuration(pollInterval, flag: "--poll-interval"),

@@ -70,7 +70,7 @@ SIGIL_ENVOY_VERSION=1.40.0
 ensure_envoy_venv() {
     local venv="$SIGIL_ROOT/.venv-envoy"
     local binary
-    binary="$(find "$venv"/lib/python3*/site-packages/envoy/_bin -maxdepth 1 -name envoy -type f 2>/dev/null | head -n 1)"
+    binary="$(find "$venv"/lib/python3*/site-packages/envoy/_bin -maxdepth 1 -name envoy -type f 2>/dev/null | head -n 1 || true)"
     if [[ -n $binary ]] && "$binary" --version 2>/dev/null | grep -q "/$SIGIL_ENVOY_VERSION/"; then
         note "reusing .venv-envoy (Envoy $SIGIL_ENVOY_VERSION)"
         return 0
