@@ -84,6 +84,9 @@ public final class SVIDFeed: Sendable {
     /// The material last published, withheld or not (the agent rewrites its bundle from it).
     public var current: SVIDMaterial? { state.withLock { $0.current } }
 
+    /// The material a new caller may have: the current one unless it is withheld.
+    public var servable: SVIDMaterial? { state.withLock { $0.withheld ? nil : $0.current } }
+
     /// How many streams are open now.
     public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
 

@@ -61,8 +61,8 @@ struct SecretDiscoveryService: Envoy_Service_Secret_V3_SecretDiscoveryService.Si
     }
 
     func fetchSecrets(request: DiscoveryRequest, context: ServerContext) async throws -> DiscoveryResponse {
-        guard let material = feed.current else {
-            throw RPCError(code: .unavailable, message: "the agent has no SVID yet")
+        guard let material = feed.servable else {
+            throw RPCError(code: .unavailable, message: "the agent has no SVID yet, or is replacing a tainted one")
         }
         var session = SDSSession()
         _ = session.update(material)

@@ -121,6 +121,7 @@ struct AgentSocketTests {
         var early = feed.subscribe().makeAsyncIterator()
         #expect(await early.next()?.serial == first.serial)
         feed.withhold()
+        #expect(feed.servable == nil && feed.current?.serial == first.serial)
         var late = feed.subscribe().makeAsyncIterator()
         feed.publish(first.replacing(crlDER: [[0x30, 0x00]]))
         #expect(feed.current?.crlDER == [[0x30, 0x00]], "the withheld SVID takes the new CRLs, unpushed")
