@@ -37,7 +37,14 @@ public final class AgentService: Service, Sendable {
         self.logger = logger
         let feed = SVIDFeed()
         self.feed = feed
-        self.client = SigilClient(configuration: configuration) { feed.current?.bundlePEM }
+        // The bundle last received: in memory, or (after a restart with --out-dir) the one written last time.
+        let written = configuration.outputDirectory.map { $0 + "/" + AgentConfiguration.bundleName }
+        self.client = SigilClient(configuration: configuration) {
+            feed.current?.bundlePEM
+                ?? written.flatMap { FileManager.default.contents(atPath: $0) }.map {
+                    String(decoding: $0, as: UTF8.self)
+                }
+        }
         self.random = LockedRandom(random)
     }
 
@@ -95,6 +102,7 @@ public final class AgentService: Service, Sendable {
         var nextPoll = clock.now
         var etag: String? = nil
         var bundleSequence: Int64? = nil
+        var anyRevoked = false
         var attempt = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let wake = min(renewAt, nextPoll)
@@ -125,8 +133,10 @@ public final class AgentService: Service, Sendable {
                             if bundleSequence != nil { try replaceBundle(try await client.bundlePEM()) }
                             bundleSequence = authorities.bundleSequence
                         }
-                        try await refreshCRLs(revoked: authorities.authorities.contains { $0.state == "revoked" })
+                        anyRevoked = authorities.authorities.contains { $0.state == "revoked" }
                     }
+                    // Every poll while an authority is revoked: a CRL is re-signed before its nextUpdate.
+                    try await refreshCRLs(revoked: anyRevoked)
                 } catch {
                     logger.warning("polling authorities failed", metadata: ["sigil.reason": "\(error)"])
                 }
@@ -178,7 +188,8 @@ public final class AgentService: Service, Sendable {
             throw AgentError("bad_response", "issued certificate does not carry this agent's key")
         }
         let bundle = try issued.trustBundle.flatMap { try Certificate.parseChain(pem: $0) }
-        let material = try SVIDMaterial(chain: chain, key: key, bundle: bundle, spiffeID: issued.spiffeID)
+        let material = try SVIDMaterial(
+            chain: chain, key: key, bundle: bundle, spiffeID: issued.spiffeID, crlDER: feed.current?.crlDER ?? [])
         try publish(material)
         logger.notice(
             configuration.outputDirectory == nil ? "obtained SVID" : "wrote SVID",

@@ -9,6 +9,7 @@ import ServiceLifecycle
 import SigilAgentGRPC
 import SigilCore
 import SigilFiles
+import Synchronization
 
 /// The agent's unix socket: the SPIFFE Workload API and Envoy SDS over plaintext gRPC. Every caller allowed on
 /// the socket receives the pod's identity, so the socket lives in a directory shared only inside the pod;
@@ -43,11 +44,22 @@ public final class AgentSocket: Service, Sendable {
                 SecretDiscoveryService(feed: feed, streams: streams, logger: logger),
             ],
             interceptors: [CallerCheck(allowedUIDs: allowedUIDs, logger: logger)])
-        defer { unlink(path) }
+        let bound = Mutex<(dev: UInt64, inode: UInt64)?>(nil)
+        defer {
+            // Only the socket this agent bound: not one a successor has put in its place.
+            var info = stat()
+            if let ours = bound.withLock({ $0 }), lstat(path, &info) == 0, info.st_dev == ours.dev,
+                info.st_ino == ours.inode
+            {
+                unlink(path)
+            }
+        }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await server.serve() }
                 _ = try await transport.listeningAddress
+                var info = stat()
+                if lstat(path, &info) == 0 { bound.withLock { $0 = (UInt64(info.st_dev), UInt64(info.st_ino)) } }
                 guard chmod(path, 0o660) == 0 else {
                     server.beginGracefulShutdown()
                     throw AgentError("socket_unusable", "cannot chmod \(path): \(String(cString: strerror(errno)))")
@@ -78,8 +90,14 @@ public final class AgentSocket: Service, Sendable {
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw AgentError("socket_unusable", "\(path) exists and is not a socket; refusing to replace it")
         }
-        if UnixSocket.accepts(path) {
+        switch UnixSocket.probe(path) {
+        case .accepting:
             throw AgentError("socket_in_use", "another process is serving on \(path)")
+        case .failed(let error):
+            throw AgentError(
+                "socket_unusable", "cannot tell whether \(path) is served: \(String(cString: strerror(error)))")
+        case .unserved:
+            break
         }
         guard unlink(path) == 0 else {
             throw AgentError(
@@ -137,7 +155,8 @@ enum PeerCredentials {
 
     @Sendable static func install(on stream: any Channel) -> EventLoopFuture<Void> {
         guard let provider = stream.parent as? any SocketOptionProvider else {
-            return stream.eventLoop.makeSucceededVoidFuture()
+            // Without the kernel's word on the caller, the stream is closed rather than trusted.
+            return stream.eventLoop.makeFailedFuture(AgentError("peer_unknown", "no peer credentials for a stream"))
         }
         let credentials: EventLoopFuture<Credentials> = provider.unsafeGetSocketOption(
             level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))

@@ -14,6 +14,11 @@ typealias Secret = Envoy_Extensions_TransportSockets_Tls_V3_Secret
 struct SecretDiscoveryService: Envoy_Service_Secret_V3_SecretDiscoveryService.SimpleServiceProtocol {
     static let secretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
+    enum Event: Sendable {
+        case request(DiscoveryRequest)
+        case material(SVIDMaterial)
+    }
+
     let feed: SVIDFeed
     let streams: StreamRegistry
     let logger: Logger
@@ -22,13 +27,18 @@ struct SecretDiscoveryService: Envoy_Service_Secret_V3_SecretDiscoveryService.Si
         request: RPCAsyncSequence<DiscoveryRequest, any Error>, response: RPCWriter<DiscoveryResponse>,
         context: ServerContext
     ) async throws {
-        enum Event: Sendable {
-            case request(DiscoveryRequest)
-            case material(SVIDMaterial)
-        }
         let stream = streams.open("StreamSecrets")
         defer { streams.close(stream) }
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
+        try await untilCancelled(context) {
+            try await serve(request: request, response: response, events: events, sink: sink, stream: stream)
+        }
+    }
+
+    private func serve(
+        request: RPCAsyncSequence<DiscoveryRequest, any Error>, response: RPCWriter<DiscoveryResponse>,
+        events: AsyncStream<Event>, sink: AsyncStream<Event>.Continuation, stream: Int
+    ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // A client that half-closes still gets pushes (xDS servers push until the stream is cancelled); a
@@ -119,7 +129,9 @@ struct SDSSession {
 
     mutating func receive(_ request: DiscoveryRequest) -> Outcome {
         var outcome = Outcome()
-        if !request.responseNonce.isEmpty && request.responseNonce != sentNonce { return outcome }  // stale
+        if sentNonce != nil && !request.responseNonce.isEmpty && request.responseNonce != sentNonce {
+            return outcome  // answers an older response: stale
+        }
         if request.hasErrorDetail {
             outcome.rejection = (request.resourceNames, request.versionInfo, request.errorDetail.message)
         }

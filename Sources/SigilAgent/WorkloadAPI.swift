@@ -16,6 +16,10 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
     ) async throws {
         let stream = streams.open("FetchX509SVID")
         defer { streams.close(stream) }
+        try await untilCancelled(context) { try await sendSVIDs(response, stream: stream) }
+    }
+
+    private func sendSVIDs(_ response: RPCWriter<X509SVIDResponse>, stream: Int) async throws {
         for await material in feed.subscribe() {
             try await response.write(
                 .with {
@@ -38,6 +42,10 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
     ) async throws {
         let stream = streams.open("FetchX509Bundles")
         defer { streams.close(stream) }
+        try await untilCancelled(context) { try await sendBundles(response, stream: stream) }
+    }
+
+    private func sendBundles(_ response: RPCWriter<X509BundlesResponse>, stream: Int) async throws {
         var sent: (bundle: [[UInt8]], crl: [[UInt8]])? = nil
         for await material in feed.subscribe() where sent?.bundle != material.bundleDER || sent?.crl != material.crlDER
         {
@@ -70,6 +78,18 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
         -> ValidateJWTSVIDResponse
     {
         throw Self.noJWT
+    }
+}
+
+/// Runs `body` until it returns or gRPC cancels the RPC (the client went away, or the server is shutting down):
+/// grpc-swift signals that through the context, not by cancelling the handler's task, so a stream waiting for the
+/// next push would otherwise outlive its client.
+func untilCancelled(_ context: ServerContext, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await body() }
+        group.addTask { try await context.cancellation.cancelled }
+        defer { group.cancelAll() }
+        try await group.next()
     }
 }
 

@@ -2,16 +2,24 @@ import Foundation
 
 /// Unix stream sockets as files: whether one at a path is served.
 public enum UnixSocket {
-    /// Whether a unix stream socket at `path` accepts a connection (false for a stale socket file, a path that is
-    /// not a socket, or one too long for `sockaddr_un`).
-    public static func accepts(_ path: String) -> Bool {
+    /// What a connection attempt to a unix socket found.
+    public enum Probe: Equatable, Sendable {
+        /// Something accepts connections there.
+        case accepting
+        /// A socket file nobody serves (ECONNREFUSED), or no file at all (ENOENT): stale or absent.
+        case unserved
+        /// Any other failure (EACCES for another user's socket, a path too long, …), with errno.
+        case failed(Int32)
+    }
+
+    public static func probe(_ path: String) -> Probe {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return .failed(errno) }
         defer { close(fd) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return .failed(ENAMETOOLONG) }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
@@ -21,6 +29,10 @@ public enum UnixSocket {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
-        return result == 0
+        if result == 0 { return .accepting }
+        return errno == ECONNREFUSED || errno == ENOENT ? .unserved : .failed(errno)
     }
+
+    /// Whether a unix stream socket at `path` accepts a connection.
+    public static func accepts(_ path: String) -> Bool { probe(path) == .accepting }
 }

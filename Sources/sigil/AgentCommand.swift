@@ -101,8 +101,10 @@ struct AgentCommand: AsyncParsableCommand {
                         path: socket, allowedUIDs: allowedUIDs, feed: agent.feed, clock: clock, logger: logger)))
         }
         services.append(.init(service: agent))
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        var group = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A client that stopped reading cannot hold the agent up: what is still open after 10 s is cancelled.
+        group.maximumGracefulShutdownDuration = .seconds(10)
+        try await ServiceGroup(configuration: group).run()
     }
 }

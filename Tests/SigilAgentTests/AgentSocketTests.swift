@@ -136,7 +136,7 @@ struct AgentSocketTests {
     /// Runs an `AgentSocket` on a fresh path and `body` with a client of it.
     func withSocket(
         allowedUIDs: Set<UInt32>? = nil, feed: SVIDFeed,
-        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void
+        _ body: (GRPCClient<HTTP2ClientTransport.Posix>, AgentSocket) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sigil-socket-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -155,7 +155,7 @@ struct AgentSocketTests {
             serviceConfig: ServiceConfig(
                 methodConfig: [MethodConfig(names: [.init(service: "")], waitForReady: true, timeout: .seconds(30))]))
         try await withGRPCClient(transport: transport) { client in
-            try await body(client)
+            try await body(client, socket)
         }
         feed.close()
         server.cancel()
@@ -165,12 +165,25 @@ struct AgentSocketTests {
 
     static let header: Metadata = ["workload.spiffe.io": "true"]
 
+    /// Waits for a condition another task makes true (polled; no timing is asserted), failing after 10 s.
+    static func eventually(_ what: Comment, _ condition: () -> Bool) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while !condition() {
+            guard clock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     @Test("FetchX509SVID streams the SVID, then its renewal; FetchX509Bundles the bundle under the trust domain")
     func workloadAPI() async throws {
         let feed = SVIDFeed()
         let first = try Self.material()
         feed.publish(first)
-        try await withSocket(feed: feed) { client in
+        try await withSocket(feed: feed) { client, socket in
             let api = SpiffeWorkloadAPI.Client(wrapping: client)
             try await api.fetchX509SVID(X509SVIDRequest(), metadata: Self.header) { response in
                 var messages = response.messages.makeAsyncIterator()
@@ -186,6 +199,9 @@ struct AgentSocketTests {
                 let renewed = try #require(try await messages.next()?.svids.first)
                 #expect(Array(renewed.x509SvidKey) == second.keyDER)
             }
+            // The client left both streams above (returning from its handler cancels the call): the agent ends
+            // them too, though no push comes to wake them.
+            try await Self.eventually("the streams of departed clients to end") { socket.openStreams == 0 }
             try await api.fetchX509Bundles(X509BundlesRequest(), metadata: Self.header) { response in
                 var messages = response.messages.makeAsyncIterator()
                 let bundles = try #require(try await messages.next()).bundles
@@ -202,7 +218,7 @@ struct AgentSocketTests {
     func securityHeader() async throws {
         let feed = SVIDFeed()
         feed.publish(try Self.material())
-        try await withSocket(feed: feed) { client in
+        try await withSocket(feed: feed) { client, _ in
             let error = await #expect(throws: RPCError.self) {
                 try await SpiffeWorkloadAPI.Client(wrapping: client).fetchX509SVID(X509SVIDRequest()) { response in
                     for try await _ in response.messages { break }
@@ -220,7 +236,7 @@ struct AgentSocketTests {
         let feed = SVIDFeed()
         feed.publish(try Self.material())
         let me = getuid()
-        try await withSocket(allowedUIDs: [me &+ 1], feed: feed) { client in
+        try await withSocket(allowedUIDs: [me &+ 1], feed: feed) { client, _ in
             var spoofed = Self.header
             spoofed.addString(String(me &+ 1), forKey: PeerCredentials.uidKey)
             let error = await #expect(throws: RPCError.self) {
@@ -232,7 +248,7 @@ struct AgentSocketTests {
             }
             #expect(error?.code == .permissionDenied)
         }
-        try await withSocket(allowedUIDs: [me], feed: SVIDFeed()) { client in
+        try await withSocket(allowedUIDs: [me], feed: SVIDFeed()) { client, _ in
             let error = await #expect(throws: RPCError.self) {
                 _ = try await Envoy_Service_Secret_V3_SecretDiscoveryService.Client(wrapping: client).fetchSecrets(
                     Self.request(["default"]))
