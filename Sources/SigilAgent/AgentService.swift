@@ -103,6 +103,7 @@ public final class AgentService: Service, Sendable {
         var etag: String? = nil
         var bundleSequence: Int64? = nil
         var anyRevoked = false
+        var crlsDue: Date? = nil
         var attempt = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let wake = min(renewAt, nextPoll)
@@ -135,8 +136,10 @@ public final class AgentService: Service, Sendable {
                         }
                         anyRevoked = authorities.authorities.contains { $0.state == "revoked" }
                     }
-                    // Every poll while an authority is revoked: a CRL is re-signed before its nextUpdate.
-                    try await refreshCRLs(revoked: anyRevoked)
+                    // When the authorities change, and before the held CRLs' nextUpdate: not on every poll.
+                    if authorities != nil || crlsDue.map({ now >= $0 }) == true {
+                        crlsDue = try await refreshCRLs(revoked: anyRevoked)
+                    }
                 } catch {
                     logger.warning("polling authorities failed", metadata: ["sigil.reason": "\(error)"])
                 }
@@ -222,13 +225,16 @@ public final class AgentService: Service, Sendable {
 
     /// Republishes the current SVID with the server's CRLs while an authority is revoked (the Workload API
     /// serves them beside the bundle), and without once none is.
-    private func refreshCRLs(revoked: Bool) async throws {
-        guard let current = feed.current, revoked || !current.crlDER.isEmpty else { return }
+    /// Returns when to fetch them again: one poll before the earliest nextUpdate, nil when none is held.
+    private func refreshCRLs(revoked: Bool) async throws -> Date? {
+        guard let current = feed.current, revoked || !current.crlDER.isEmpty else { return nil }
         let crls = revoked ? try await client.crls() : []
         if crls != current.crlDER {
             feed.publish(current.replacing(crlDER: crls))
             logger.notice("revocation lists changed", metadata: ["sigil.crls": "\(crls.count)"])
         }
+        return crls.compactMap { try? CertificateRevocationList(der: $0).nextUpdate }.min()
+            .map { $0 - configuration.pollInterval }
     }
 
     /// Republishes the current SVID with a new bundle when the bundle changed.

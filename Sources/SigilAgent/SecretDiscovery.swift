@@ -27,18 +27,15 @@ struct SecretDiscoveryService: Envoy_Service_Secret_V3_SecretDiscoveryService.Si
         request: RPCAsyncSequence<DiscoveryRequest, any Error>, response: RPCWriter<DiscoveryResponse>,
         context: ServerContext
     ) async throws {
-        let stream = streams.open("StreamSecrets")
-        defer { streams.close(stream) }
-        let (events, sink) = AsyncStream.makeStream(of: Event.self)
-        try await untilCancelled(context) {
-            try await serve(request: request, response: response, events: events, sink: sink, stream: stream)
+        try await streams.serve("StreamSecrets", context) { stream in
+            try await serve(request: request, response: response, stream: stream)
         }
     }
 
     private func serve(
-        request: RPCAsyncSequence<DiscoveryRequest, any Error>, response: RPCWriter<DiscoveryResponse>,
-        events: AsyncStream<Event>, sink: AsyncStream<Event>.Continuation, stream: Int
+        request: RPCAsyncSequence<DiscoveryRequest, any Error>, response: RPCWriter<DiscoveryResponse>, stream: Int
     ) async throws {
+        let (events, sink) = AsyncStream.makeStream(of: Event.self)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // A client that half-closes still gets pushes (xDS servers push until the stream is cancelled); a

@@ -14,9 +14,7 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
     func fetchX509SVID(
         request: X509SVIDRequest, response: RPCWriter<X509SVIDResponse>, context: ServerContext
     ) async throws {
-        let stream = streams.open("FetchX509SVID")
-        defer { streams.close(stream) }
-        try await untilCancelled(context) { try await sendSVIDs(response, stream: stream) }
+        try await streams.serve("FetchX509SVID", context) { stream in try await sendSVIDs(response, stream: stream) }
     }
 
     private func sendSVIDs(_ response: RPCWriter<X509SVIDResponse>, stream: Int) async throws {
@@ -40,9 +38,9 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
     func fetchX509Bundles(
         request: X509BundlesRequest, response: RPCWriter<X509BundlesResponse>, context: ServerContext
     ) async throws {
-        let stream = streams.open("FetchX509Bundles")
-        defer { streams.close(stream) }
-        try await untilCancelled(context) { try await sendBundles(response, stream: stream) }
+        try await streams.serve("FetchX509Bundles", context) { stream in
+            try await sendBundles(response, stream: stream)
+        }
     }
 
     private func sendBundles(_ response: RPCWriter<X509BundlesResponse>, stream: Int) async throws {
@@ -81,18 +79,6 @@ struct WorkloadAPIService: SpiffeWorkloadAPI.SimpleServiceProtocol {
     }
 }
 
-/// Runs `body` until it returns or gRPC cancels the RPC (the client went away, or the server is shutting down):
-/// grpc-swift signals that through the context, not by cancelling the handler's task, so a stream waiting for the
-/// next push would otherwise outlive its client.
-func untilCancelled(_ context: ServerContext, _ body: @escaping @Sendable () async throws -> Void) async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await body() }
-        group.addTask { try await context.cancellation.cancelled }
-        defer { group.cancelAll() }
-        try await group.next()
-    }
-}
-
 /// The open streams of the agent's socket, for its log: when each opened and when it got its last push.
 final class StreamRegistry: Sendable {
     private struct Entry {
@@ -112,7 +98,23 @@ final class StreamRegistry: Sendable {
 
     var count: Int { entries.withLock { $0.open.count } }
 
-    func open(_ method: String) -> Int {
+    /// Runs one stream of `method`, registered while it is open, until `body` returns or gRPC cancels the RPC
+    /// (the client went away, or the server is shutting down): grpc-swift signals that through the context, not
+    /// by cancelling the handler's task, so a stream waiting for the next push would otherwise outlive its client.
+    func serve(
+        _ method: String, _ context: ServerContext, _ body: @escaping @Sendable (Int) async throws -> Void
+    ) async throws {
+        let stream = open(method)
+        defer { close(stream) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await body(stream) }
+            group.addTask { try await context.cancellation.cancelled }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    private func open(_ method: String) -> Int {
         let now = clock.now
         let (id, count) = entries.withLock { state in
             let id = state.next
@@ -137,7 +139,7 @@ final class StreamRegistry: Sendable {
             metadata: ["sigil.stream": "\(id)", "sigil.method": "\(method ?? "?")", "sigil.version": "\(version)"])
     }
 
-    func close(_ id: Int) {
+    private func close(_ id: Int) {
         let (entry, count) = entries.withLock { state in (state.open.removeValue(forKey: id), state.open.count) }
         logger.info(
             "stream closed",
