@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 
 import grpc
 import pytest
@@ -210,7 +209,7 @@ def test_workload_api_refusals(rig: Rig):
         with pytest.raises(grpc.RpcError) as denied_sds:
             ch.unary_unary(SDS + "FetchSecrets")(discovery_request(["default"]), timeout=10)
         assert denied_sds.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert f"refused a caller outside --allowed-uids" in agent_log(guarded) and f"sigil.uid={me}" in agent_log(guarded)
+    assert "refused a caller outside --allowed-uids" in agent_log(guarded) and f"sigil.uid={me}" in agent_log(guarded)
 
 
 def test_workload_api_serves_the_crl_of_a_revoked_intermediate(rig: Rig):
