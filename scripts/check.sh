@@ -73,9 +73,9 @@ declare -A allowed_imports=(
     [SigilTokens]="SigilCore SigilCrypto SigilFiles JWTKit AsyncHTTPClient NIOCore NIOSSL NIOFoundationCompat"
     [SigilAPIModels]=""
     [SigilStore]="SigilCore SigilCrypto SigilFiles GRDB PostgresNIO NIOCore NIOPosix NIOSSL Logging"
-    [SigilServer]="SigilCore SigilCrypto SigilFiles SigilTokens SigilAPIModels SigilStore Hummingbird HummingbirdCore HummingbirdTLS
+    [SigilServer]="SigilCore SigilCrypto SigilFiles SigilTokens SigilAPIModels SigilStore Hummingbird HummingbirdCore
         HTTPTypes NIOCore NIOPosix NIOSSL NIOHTTPTypes NIOFoundationCompat ServiceLifecycle Logging Metrics Prometheus AsyncHTTPClient"
-    [SigilAgent]="SigilCore SigilCrypto SigilFiles SigilAPIModels SigilAgentGRPC AsyncHTTPClient NIOCore NIOSSL NIOFoundationCompat
+    [SigilAgent]="SigilCore SigilCrypto SigilFiles SigilAPIModels SigilAgentGRPC NIOCore
         GRPCCore GRPCNIOTransportHTTP2 NIOHTTP2 NIOHPACK SwiftProtobuf ServiceLifecycle Logging"
     [SigilTestSupport]="SigilCore SigilCrypto SigilStore Testing"
 )

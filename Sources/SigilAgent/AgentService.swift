@@ -39,7 +39,7 @@ public final class AgentService: Service, Sendable {
         self.feed = feed
         // The bundle last received: in memory, or (after a restart with --out-dir) the one written last time.
         let written = configuration.outputDirectory.map { $0 + "/" + AgentConfiguration.bundleName }
-        self.client = SigilClient(configuration: configuration) {
+        self.client = SigilClient(configuration: configuration, logger: logger) {
             feed.current?.bundlePEM
                 ?? written.flatMap { FileManager.default.contents(atPath: $0) }.map {
                     String(decoding: $0, as: UTF8.self)

@@ -1,8 +1,5 @@
-import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOFoundationCompat
-import NIOSSL
+import Logging
 import SigilAPIModels
 import SigilCrypto
 import SigilCore
@@ -20,28 +17,33 @@ public struct AgentError: Error, CustomStringConvertible, Sendable {
 }
 
 /// The agent's HTTPS client. It trusts the out-of-band `--ca-bundle` plus the bundle last received from the
-/// server, and rebuilds its TLS configuration when that bundle changes (so a root rotation does not cut it off).
+/// server, and rebuilds its TLS context when that bundle changes (so a root rotation does not cut it off).
+///
+/// Each request is a new connection that offers the TLS session of the previous one: renewals and polls resume
+/// (no certificate exchange or server signature) instead of a full handshake, which is what the server's CPU
+/// pays for when a node's worth of agents renew at once. The server declines a session after it rotates its
+/// ticket keys, and the agent falls back to a full handshake.
 final class SigilClient: Sendable {
     private let configuration: AgentConfiguration
-    private let current = Mutex<(client: HTTPClient, trust: String)?>(nil)
+    private let current = Mutex<(client: HTTPSClient, trust: String)?>(nil)
+    private let session = Mutex<TLSSession?>(nil)
+    private let logger: Logger
 
     /// The bundle last received from the server (PEM), trusted in addition to `--ca-bundle`.
     private let receivedBundle: @Sendable () -> String?
 
-    init(configuration: AgentConfiguration, receivedBundle: @escaping @Sendable () -> String?) {
+    init(
+        configuration: AgentConfiguration, logger: Logger = Logger(label: "sigil.agent.client"),
+        receivedBundle: @escaping @Sendable () -> String?
+    ) {
         self.configuration = configuration
+        self.logger = logger
         self.receivedBundle = receivedBundle
     }
 
-    func shutdown() async {
-        let client = current.withLock { state -> HTTPClient? in
-            defer { state = nil }
-            return state?.client
-        }
-        try? await client?.shutdown()
-    }
+    func shutdown() async {}
 
-    private func client() throws -> HTTPClient {
+    private func client() throws -> HTTPSClient {
         var trust =
             (FileManager.default.contents(atPath: configuration.caBundle)).map { String(decoding: $0, as: UTF8.self) }
             ?? ""
@@ -50,20 +52,13 @@ final class SigilClient: Sendable {
         }
         if let received = receivedBundle() { trust += "\n" + received }
         if let cached = current.withLock({ $0 }), cached.trust == trust { return cached.client }
-        var tls = TLSConfiguration.makeClientConfiguration()
+        let client: HTTPSClient
         do {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(trust.utf8)))
+            client = try HTTPSClient(trust: trust)
         } catch {
             throw AgentError("configuration_invalid", "trust bundle is not PEM certificates")
         }
-        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.timeout = .init(connect: .seconds(3), read: .seconds(15))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        let previous = current.withLock { state -> HTTPClient? in
-            defer { state = (client, trust) }
-            return state?.client
-        }
-        if let previous { Task { try? await previous.shutdown() } }
+        current.withLock { $0 = (client, trust) }
         return client
     }
 
@@ -71,15 +66,14 @@ final class SigilClient: Sendable {
     func requestCertificate(
         csrPEM: String, token: String, timeout: Duration = .seconds(15)
     ) async throws -> IssuanceResponse {
-        var request = HTTPClientRequest(url: configuration.serverURL + "/v1/certificates")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(IssuanceRequestBody(csr: csrPEM))))
-        let (status, data) = try await send(request, timeout: timeout)
-        guard status == 201 else { throw problem(status, data) }
+        let body = Array(try JSONEncoder().encode(IssuanceRequestBody(csr: csrPEM)))
+        let response = try await send(
+            "POST", "/v1/certificates",
+            headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")], body: body,
+            timeout: timeout)
+        guard response.status == 201 else { throw problem(response) }
         do {
-            return try JSONDecoder().decode(IssuanceResponse.self, from: data)
+            return try JSONDecoder().decode(IssuanceResponse.self, from: Data(response.body))
         } catch {
             throw AgentError("bad_response", "issuance response does not decode")
         }
@@ -87,52 +81,58 @@ final class SigilClient: Sendable {
 
     /// The authorities, or nil when unchanged since `etag`.
     func authorities(etag: String?) async throws -> (AuthoritiesResponse?, String?) {
-        var request = HTTPClientRequest(url: configuration.serverURL + "/v1/authorities")
-        if let etag { request.headers.add(name: "If-None-Match", value: etag) }
-        let response = try await execute(request)
-        let newTag = response.headers.first(name: "ETag")
-        if response.status.code == 304 { return (nil, etag) }
-        let data = Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024))
-        guard response.status.code == 200 else { throw problem(Int(response.status.code), data) }
-        guard let body = try? JSONDecoder().decode(AuthoritiesResponse.self, from: data) else {
+        let response = try await send("GET", "/v1/authorities", headers: etag.map { [("If-None-Match", $0)] } ?? [])
+        if response.status == 304 { return (nil, etag) }
+        guard response.status == 200 else { throw problem(response) }
+        guard let body = try? JSONDecoder().decode(AuthoritiesResponse.self, from: Data(response.body)) else {
             throw AgentError("bad_response", "authorities response does not decode")
         }
-        return (body, newTag)
+        return (body, response.header("ETag"))
     }
 
     /// Every current CRL of the trust domain, DER (from `/v1/crl.pem`).
     func crls() async throws -> [[UInt8]] {
-        let (status, data) = try await send(HTTPClientRequest(url: configuration.serverURL + "/v1/crl.pem"))
-        guard status == 200 else { throw problem(status, data) }
-        return try PEMBlock.parseAll(String(decoding: data, as: UTF8.self)).filter { $0.label == "X509 CRL" }.map(\.der)
+        let response = try await send("GET", "/v1/crl.pem")
+        guard response.status == 200 else { throw problem(response) }
+        return try PEMBlock.parseAll(String(decoding: response.body, as: UTF8.self)).filter { $0.label == "X509 CRL" }
+            .map(\.der)
     }
 
     func bundlePEM() async throws -> String {
-        let (status, data) = try await send(HTTPClientRequest(url: configuration.serverURL + "/v1/bundle.pem"))
-        guard status == 200 else { throw problem(status, data) }
-        return String(decoding: data, as: UTF8.self)
+        let response = try await send("GET", "/v1/bundle.pem")
+        guard response.status == 200 else { throw problem(response) }
+        return String(decoding: response.body, as: UTF8.self)
     }
 
-    private func send(_ request: HTTPClientRequest, timeout: Duration = .seconds(15)) async throws -> (Int, Data) {
-        let response = try await execute(request, timeout: timeout)
-        return (Int(response.status.code), Data(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024)))
-    }
-
-    private func execute(
-        _ request: HTTPClientRequest, timeout: Duration = .seconds(15)
-    ) async throws -> HTTPClientResponse {
+    /// One request on a new connection that offers the last TLS session; a connection that fails is retried
+    /// never (the callers' schedules retry).
+    private func send(
+        _ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
+        timeout: Duration = .seconds(15)
+    ) async throws -> HTTPSResponse {
+        let client = try client()
+        let offered = session.withLock { $0 }
         do {
-            return try await client().execute(
-                request, timeout: .nanoseconds(Int64(max(timeout, .milliseconds(100)).timeInterval * 1e9)))
-        } catch let error as AgentError {
-            throw error
+            let response = try await client.perform(
+                method, configuration.serverURL + path, headers: headers, body: body, session: offered,
+                timeout: max(timeout, .milliseconds(100)))
+            if let next = response.session { session.withLock { $0 = next } }
+            logger.debug(
+                "request answered",
+                metadata: [
+                    "sigil.path": "\(path)", "sigil.status": "\(response.status)",
+                    "sigil.tls_resumed": "\(response.resumed)",
+                ])
+            return response
+        } catch let error as HTTPSClientError where error.kind == .cancelled {
+            throw CancellationError()
         } catch {
             throw AgentError("server_unreachable", "\(configuration.serverURL): \(error)")
         }
     }
 
-    private func problem(_ status: Int, _ data: Data) -> AgentError {
-        let problem = try? JSONDecoder().decode(Problem.self, from: data)
-        return AgentError(problem?.code ?? "http_\(status)", problem?.detail ?? "HTTP \(status)")
+    private func problem(_ response: HTTPSResponse) -> AgentError {
+        let problem = try? JSONDecoder().decode(Problem.self, from: Data(response.body))
+        return AgentError(problem?.code ?? "http_\(response.status)", problem?.detail ?? "HTTP \(response.status)")
     }
 }

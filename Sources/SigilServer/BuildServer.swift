@@ -2,7 +2,6 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import HummingbirdCore
-import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
@@ -148,11 +147,6 @@ public func buildServer(
         configuration: configuration, clock: clock, logger: logger)
     let router = Router(context: SigilRequestContext.self)
     api.addRoutes(to: router)
-    let tls = TLSChannelConfiguration(
-        tlsConfiguration: try identity.tlsConfiguration(),
-        // Any presented client certificate passes the handshake (which proves possession of its key); the
-        // issuance route then checks it against live authority state, taint included.
-        customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })
     let requestTimeout = configuration.requestTimeout
     let http = HTTP1Channel.Configuration(
         additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout, logger: logger)],
@@ -161,7 +155,10 @@ public func buildServer(
         httpDecoderConfiguration: .init(
             maxHeaderFieldSize: 32 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
     let app = Application(
-        router: router, server: try .tls(.http1(configuration: http), configuration: tls),
+        router: router,
+        server: HTTPServerBuilder { responder in
+            ServerTLSChannel(base: HTTP1Channel(responder: responder, configuration: http), identity: identity)
+        },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sigil"),
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
