@@ -266,4 +266,17 @@ struct CachingTokenVerifierTests {
         _ = try await cache.verify("t100")
         #expect(inner.calls == 4)
     }
+
+    @Test("a full cache frees a tenth at once and stays within its capacity")
+    func evictsInBatches() async throws {
+        let cache = CachingTokenVerifier(inner, clock: clock, capacity: 100)
+        for index in 0..<350 { _ = try await cache.verify("t\(1_000 + index)") }
+        #expect(inner.calls == 350)
+        // The latest tokens expire last: still cached. The first ones went.
+        for index in 340..<350 { _ = try await cache.verify("t\(1_000 + index)") }
+        #expect(inner.calls == 350)
+        _ = try await cache.verify("t1000")
+        #expect(inner.calls == 351)
+        #expect(cache.count <= 100)
+    }
 }
