@@ -18,6 +18,10 @@ import Synchronization
 ///
 /// Usage: sigil-load --url URL [--ca-bundle PEM] [--tokens FILE] [--api sigil|cfssl] [--csrs N]
 ///                   [--concurrency 1,8,64,256] [--duration 10] [--warmup 2] [--rate REQUESTS_PER_SECOND]
+///        sigil-load --storm N --url URL --ca-bundle PEM [--tokens FILE] [--api sigil|cfssl] [--server-pid PID]
+///                   [--concurrency 64,256]
+///   (--storm: N proxies per level, a new connection each, full handshakes then resumed ones; the tokens file
+///   holds N per level, each used by one proxy only)
 @main
 struct LoadGenerator {
     struct Options: Sendable {
@@ -31,6 +35,10 @@ struct LoadGenerator {
         var warmup = 2.0
         /// Requests per second across all workers (0: as fast as the server answers).
         var rate = 0.0
+        /// With N > 0: the startup storm (Storm.swift) with N proxies per level instead of keep-alive load.
+        var storm = 0
+        /// The server's pid, for its CPU per issuance (storm only).
+        var serverPID: Int32? = nil
     }
 
     static func parse() -> Options {
@@ -48,6 +56,8 @@ struct LoadGenerator {
             case "--duration": options.duration = Double(value) ?? options.duration
             case "--warmup": options.warmup = Double(value) ?? options.warmup
             case "--rate": options.rate = Double(value) ?? options.rate
+            case "--storm": options.storm = Int(value) ?? 0
+            case "--server-pid": options.serverPID = Int32(value)
             default:
                 FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8))
                 exit(2)
@@ -70,6 +80,7 @@ struct LoadGenerator {
                     !$0.isEmpty
                 }
             } ?? []
+        if options.storm > 0 { return try storm(options) }
         // Outside the timed window: keys, CSRs and request bodies.
         let bodies: [ByteBuffer] = try (0..<options.csrs).map { _ in
             let key = try PrivateKey.generate(.p256)
@@ -100,6 +111,42 @@ struct LoadGenerator {
             let result = try await run(connections, source: source, seconds: options.duration)
             print(result.json(api: options.api, concurrency: level))
             for connection in connections { try? await connection.channel.close() }
+        }
+    }
+
+    static func storm(_ options: Options) throws {
+        guard let bundle = options.caBundle, let trust = try? String(contentsOfFile: bundle, encoding: .utf8) else {
+            FileHandle.standardError.write(Data("--storm needs --ca-bundle\n".utf8))
+            exit(2)
+        }
+        let tokens =
+            try options.tokens.map {
+                try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init)
+            }
+            ?? []
+        let count = options.storm
+        let cfssl = options.api == "cfssl"
+        guard cfssl || tokens.count >= count * options.concurrency.count else {
+            FileHandle.standardError.write(Data("--storm \(count) needs \(count) tokens per level\n".utf8))
+            exit(2)
+        }
+        // Outside the timed window: a fresh key and CSR per proxy.
+        let bodies: [[UInt8]] = try (0..<count).map { _ in
+            let csr = try CertificateSigningRequest.create(
+                key: try PrivateKey.generate(.p256), subjectAlternativeNames: [])
+            let body = cfssl ? ["certificate_request": try csr.pem] : ["csr": try csr.pem]
+            return Array(try JSONSerialization.data(withJSONObject: body))
+        }
+        let storm = Storm(
+            url: options.url, client: try HTTPSClient(trust: trust), serverPID: options.serverPID,
+            expected: cfssl ? 200 : 201, cfssl: cfssl)
+        for (level, concurrency) in options.concurrency.enumerated() {
+            let proxies = (0..<count).map { index in
+                Storm.Proxy(token: cfssl ? "" : tokens[level * count + index], body: bodies[index])
+            }
+            let sessions = SessionTable(count: count)
+            print(storm.pass(name: "full", proxies: proxies, concurrency: concurrency, sessions: sessions))
+            print(storm.pass(name: "resumed", proxies: proxies, concurrency: concurrency, sessions: sessions))
         }
     }
 
