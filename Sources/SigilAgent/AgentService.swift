@@ -79,10 +79,9 @@ public final class AgentService: Service, Sendable {
         }
     }
 
-    /// Ends the socket's streams and releases the HTTP client; call once the agent is done.
+    /// Ends the socket's streams; call once the agent is done.
     public func shutdown() async {
         feed.close()
-        await client.shutdown()
     }
 
     public func run() async throws {

@@ -41,8 +41,6 @@ final class SigilClient: Sendable {
         self.receivedBundle = receivedBundle
     }
 
-    func shutdown() async {}
-
     private func client() throws -> HTTPSClient {
         var trust =
             (FileManager.default.contents(atPath: configuration.caBundle)).map { String(decoding: $0, as: UTF8.self) }
@@ -104,8 +102,8 @@ final class SigilClient: Sendable {
         return String(decoding: response.body, as: UTF8.self)
     }
 
-    /// One request on a new connection that offers the last TLS session; a connection that fails is retried
-    /// never (the callers' schedules retry).
+    /// One request on a new connection that offers the last TLS session. A failure is not retried here: the
+    /// callers' schedules retry.
     private func send(
         _ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8] = [],
         timeout: Duration = .seconds(15)

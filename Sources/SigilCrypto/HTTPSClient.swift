@@ -56,8 +56,13 @@ public final class HTTPSClient: @unchecked Sendable {
     private let context: OpaquePointer
     public let maximumResponseBytes: Int
 
+    /// OpenSSL writes to the socket with write(2): without this, a server closing the connection while a request
+    /// is being written would end the whole process with SIGPIPE. Done once, for the process.
+    private static let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+
     /// - Parameter trust: PEM certificates, the roots (and any intermediates) a server chain may lead to.
     public init(trust: String, maximumResponseBytes: Int = 4 * 1024 * 1024) throws {
+        _ = Self.ignoreBrokenPipes
         guard let method = TLS_client_method(), let context = SSL_CTX_new(method) else {
             throw OpenSSLError.drain(.operationFailed, "SSL_CTX_new")
         }
@@ -110,6 +115,20 @@ public final class HTTPSClient: @unchecked Sendable {
         let port = parts.port ?? 443
         var path = parts.percentEncodedPath.isEmpty ? "/" : parts.percentEncodedPath
         if let query = parts.percentEncodedQuery { path += "?" + query }
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        let authority = parts.port.map { "\(bracketed):\($0)" } ?? bracketed
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: \(authority)\r\n"
+        if !body.isEmpty || method == "POST" || method == "PUT" { request += "Content-Length: \(body.count)\r\n" }
+        for (name, value) in headers {
+            // A line break in a header (a token file with a stray CR/LF) would smuggle headers of its own.
+            guard !"\(name)\(value)".utf8.contains(where: { $0 == 13 || $0 == 10 }) else {
+                throw HTTPSClientError(kind: .protocolError, reason: "header \(name) holds a line break")
+            }
+            request += "\(name): \(value)\r\n"
+        }
+        request += "Connection: close\r\n\r\n"
+        let bytes = Array(request.utf8) + body
+
         var io = Connection(deadline: .now + timeout, cancelled: cancelled)
         defer { io.close() }
         try io.connect(host: host, port: port)
@@ -127,11 +146,6 @@ public final class HTTPSClient: @unchecked Sendable {
         if let session { SSL_set_session(ssl, session.pointer) }
         try io.drive(ssl, "handshake") { SSL_connect(ssl) }
 
-        var request = "\(method) \(path) HTTP/1.1\r\nHost: \(parts.port.map { "\(host):\($0)" } ?? host)\r\n"
-        if !body.isEmpty || method == "POST" || method == "PUT" { request += "Content-Length: \(body.count)\r\n" }
-        for (name, value) in headers { request += "\(name): \(value)\r\n" }
-        request += "Connection: close\r\n\r\n"
-        let bytes = Array(request.utf8) + body
         var written = 0
         while written < bytes.count {
             let count = try bytes[written...].withUnsafeBytes { chunk in

@@ -59,5 +59,10 @@ struct HTTPSClientTests {
         #expect { try client.send("GET", "https://127.0.0.1:1/", timeout: .seconds(2)) } throws: {
             ($0 as? HTTPSClientError)?.kind == .connect
         }
+        // A header with a line break is refused before any connection (else this would be a connect error).
+        let smuggling = [("Authorization", "Bearer a\r\nX-Injected: 1")]
+        #expect { try client.send("GET", "https://127.0.0.1:1/", headers: smuggling, timeout: .seconds(2)) } throws: {
+            ($0 as? HTTPSClientError)?.kind == .protocolError
+        }
     }
 }
