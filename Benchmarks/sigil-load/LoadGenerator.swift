@@ -159,7 +159,7 @@ struct LoadGenerator {
         var total = Measurement()
         for measurement in running { total.merge(try await measurement.get()) }
         let elapsed = ContinuousClock.now - started
-        total.wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        total.wall = elapsed.timeInterval
         return total
     }
 }
@@ -221,18 +221,23 @@ struct Measurement: Sendable {
         firstError = firstError ?? other.firstError
     }
 
-    func json(api: String, concurrency: Int) -> String {
+    func json(api: String, concurrency: Int) -> String { Self.encode(fields(api: api, concurrency: concurrency)) }
+
+    func fields(api: String, concurrency: Int) -> [String: Any] {
         let sorted = latencies.sorted()
         func percentile(_ p: Double) -> Double {
             sorted.isEmpty ? 0 : sorted[max(0, min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1))]
         }
-        let object: [String: Any] = [
+        return [
             "api": api, "concurrency": concurrency, "seconds": (wall * 1000).rounded() / 1000, "issued": sorted.count,
             "issued_per_second": (Double(sorted.count) / wall).rounded(), "errors": errors,
             "first_error": firstError ?? NSNull(),
             "p50_ms": percentile(0.50), "p90_ms": percentile(0.90), "p99_ms": percentile(0.99),
             "max_ms": sorted.last ?? 0,
         ]
+    }
+
+    static func encode(_ object: [String: Any]) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SigilCore
 import SigilCrypto
 import Synchronization
 
@@ -25,11 +26,9 @@ struct Storm {
     let cfssl: Bool
 
     /// Runs a pass over `proxies`; `sessions` (by proxy index) are offered when given and refreshed.
-    func pass(
-        name: String, proxies: [Proxy], concurrency: Int, sessions: SessionTable?
-    ) -> String {
+    func pass(name: String, proxies: [Proxy], concurrency: Int, sessions: SessionTable?) -> String {
         let next = Atomic<Int>(0)
-        let results = Mutex<(latencies: [Double], errors: Int, firstError: String?, resumed: Int)>(([], 0, nil, 0))
+        let total = Mutex<(measurement: Measurement, resumed: Int)>((Measurement(), 0))
         let cpu0 = serverCPU()
         let started = ContinuousClock.now
         let group = DispatchGroup()
@@ -37,10 +36,12 @@ struct Storm {
             group.enter()
             let thread = Thread {
                 defer { group.leave() }
-                var latencies: [Double] = []
-                var errors = 0
-                var firstError: String? = nil
+                var measurement = Measurement()
                 var resumed = 0
+                func failed(_ why: String) {
+                    measurement.errors += 1
+                    measurement.firstError = measurement.firstError ?? why
+                }
                 while true {
                     let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
                     guard index < proxies.count else { break }
@@ -52,28 +53,21 @@ struct Storm {
                         let response = try client.send(
                             "POST", url, headers: headers, body: proxy.body, session: sessions?.get(index),
                             timeout: .seconds(60))
-                        if response.status == expected {
-                            let elapsed = ContinuousClock.now - begin
-                            latencies.append(
-                                Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds)
-                                    / 1e15)
-                            if response.resumed { resumed += 1 }
-                            if let session = response.session { sessions?.set(index, session) }
-                        } else {
-                            errors += 1
-                            firstError =
-                                firstError
-                                ?? "HTTP \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))"
+                        guard response.status == expected else {
+                            failed(
+                                "HTTP \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))"
+                            )
+                            continue
                         }
+                        measurement.latencies.append((ContinuousClock.now - begin).timeInterval * 1000)
+                        if response.resumed { resumed += 1 }
+                        if let session = response.session { sessions?.set(index, session) }
                     } catch {
-                        errors += 1
-                        firstError = firstError ?? "\(error)"
+                        failed("\(error)")
                     }
                 }
-                results.withLock {
-                    $0.latencies += latencies
-                    $0.errors += errors
-                    $0.firstError = $0.firstError ?? firstError
+                total.withLock {
+                    $0.measurement.merge(measurement)
                     $0.resumed += resumed
                 }
             }
@@ -81,26 +75,17 @@ struct Storm {
             thread.start()
         }
         group.wait()
-        let elapsed = ContinuousClock.now - started
-        let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        var (measurement, resumed) = total.withLock { $0 }
+        measurement.wall = (ContinuousClock.now - started).timeInterval
         let cpu1 = serverCPU()
-        let outcome = results.withLock { $0 }
-        let sorted = outcome.latencies.sorted()
-        func percentile(_ p: Double) -> Double {
-            sorted.isEmpty ? 0 : sorted[max(0, min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1))]
+        var object = measurement.fields(api: cfssl ? "cfssl" : "sigil", concurrency: concurrency)
+        object["pass"] = name
+        object["proxies"] = proxies.count
+        object["resumed"] = resumed
+        if let cpu0, let cpu1, !measurement.latencies.isEmpty {
+            object["server_cpu_us_per_issuance"] = ((cpu1 - cpu0) / Double(measurement.latencies.count)).rounded()
         }
-        var object: [String: Any] = [
-            "pass": name, "api": cfssl ? "cfssl" : "sigil", "concurrency": concurrency, "proxies": proxies.count,
-            "seconds": (wall * 1000).rounded() / 1000, "issued": sorted.count,
-            "issued_per_second": (Double(sorted.count) / wall).rounded(), "errors": outcome.errors,
-            "first_error": outcome.firstError ?? NSNull(), "resumed": outcome.resumed,
-            "p50_ms": percentile(0.50), "p99_ms": percentile(0.99), "max_ms": sorted.last ?? 0,
-        ]
-        if let cpu0, let cpu1, !sorted.isEmpty {
-            object["server_cpu_us_per_issuance"] = ((cpu1 - cpu0) / Double(sorted.count)).rounded()
-        }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
+        return Measurement.encode(object)
     }
 
     /// The server's user + system CPU so far, in microseconds (nil without --server-pid).
