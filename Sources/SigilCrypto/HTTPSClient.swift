@@ -60,7 +60,7 @@ public final class HTTPSClient: @unchecked Sendable {
     /// is being written would end the whole process with SIGPIPE. Done once, for the process.
     private static let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
-    /// - Parameter trust: PEM certificates, the roots (and any intermediates) a server chain may lead to.
+    /// - Parameter trust: PEM certificates: the roots a server chain must lead to.
     public init(trust: String, maximumResponseBytes: Int = 4 * 1024 * 1024) throws {
         _ = Self.ignoreBrokenPipes
         guard let method = TLS_client_method(), let context = SSL_CTX_new(method) else {
