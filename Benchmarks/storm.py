@@ -88,6 +88,7 @@ def mint(binary: Path, data_dir: Path, count: int, path: Path, prefix: str, *sto
 
 def storm(load: Path, url: str, bundle: Path, pid: int, proxies: int, levels: str, tokens: Path | None = None,
           api: str = "sigil", wait: bool = True):
+    """Runs `sigil-load --storm`; its JSON lines, or (wait=False, to run several at once) the process for finish()."""
     command = [str(load), "--storm", str(proxies), "--url", url, "--ca-bundle", str(bundle), "--api", api,
                "--server-pid", str(pid), "--concurrency", levels]
     if tokens:
@@ -167,8 +168,8 @@ def cfssl_storm(load: Path, work: Path, proxies: int, levels: str) -> list[dict]
             return subprocess.run(["curl", "-s", "-o", "/dev/null", "--cacert", str(directory / "ca.pem"),
                                    f"https://127.0.0.1:{port}/"]).returncode == 0
         wait_until(up, 30, "cfssl serve to answer over TLS")
-        return finish(storm(load, f"https://127.0.0.1:{port}/api/v1/cfssl/sign", directory / "ca.pem",
-                            process.pid, proxies, levels, api="cfssl", wait=False))
+        return storm(load, f"https://127.0.0.1:{port}/api/v1/cfssl/sign", directory / "ca.pem", process.pid,
+                     proxies, levels, api="cfssl")
     finally:
         process.terminate()
         process.wait(15)
@@ -185,8 +186,8 @@ def replicas(binary_dir: Path, work: Path, proxies: int, url: str) -> dict:
         level = "256"
         alone_tokens = mint(sigil, data_dir, proxies, work / "replica-alone.txt", "alone", *store)
         note("one replica on PostgreSQL")
-        alone = finish(storm(load, f"{first.url}/v1/certificates", first.bundle, first.process.pid, proxies, level,
-                             alone_tokens, wait=False))
+        alone = storm(load, f"{first.url}/v1/certificates", first.bundle, first.process.pid, proxies, level,
+                      alone_tokens)
         half = proxies // 2
         runs = []
         for name, server in (("a", first), ("b", second)):

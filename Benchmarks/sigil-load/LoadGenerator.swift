@@ -80,15 +80,9 @@ struct LoadGenerator {
                     !$0.isEmpty
                 }
             } ?? []
-        if options.storm > 0 { return try storm(options) }
+        if options.storm > 0 { return try storm(options, tokens: tokens) }
         // Outside the timed window: keys, CSRs and request bodies.
-        let bodies: [ByteBuffer] = try (0..<options.csrs).map { _ in
-            let key = try PrivateKey.generate(.p256)
-            let csr = try CertificateSigningRequest.create(key: key, subjectAlternativeNames: [])
-            let body: [String: String] =
-                options.api == "cfssl" ? ["certificate_request": try csr.pem] : ["csr": try csr.pem]
-            return ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))
-        }
+        let bodies = try (0..<options.csrs).map { _ in ByteBuffer(bytes: try issuanceBody(api: options.api)) }
         var tls: NIOSSLContext? = nil
         if url.scheme == "https" {
             var configuration = TLSConfiguration.makeClientConfiguration()
@@ -99,7 +93,7 @@ struct LoadGenerator {
         }
         let source = RequestSource(
             path: url.path.isEmpty ? "/" : url.path, host: "\(host):\(port)", bodies: bodies, tokens: tokens,
-            expected: options.api == "cfssl" ? 200 : 201, rate: options.rate)
+            expected: UInt(expectedStatus(api: options.api)), rate: options.rate)
         let group = MultiThreadedEventLoopGroup.singleton
         for level in options.concurrency {
             var connections: [Connection] = []
@@ -114,16 +108,21 @@ struct LoadGenerator {
         }
     }
 
-    static func storm(_ options: Options) throws {
+    /// A request body with a fresh P-256 key and CSR, in the shape `api` (sigil or cfssl) takes.
+    static func issuanceBody(api: String) throws -> [UInt8] {
+        let csr = try CertificateSigningRequest.create(key: try PrivateKey.generate(.p256), subjectAlternativeNames: [])
+        let body = api == "cfssl" ? ["certificate_request": try csr.pem] : ["csr": try csr.pem]
+        return Array(try JSONSerialization.data(withJSONObject: body))
+    }
+
+    /// The status of a successful issuance: cfssl answers 200, Sigil 201 Created.
+    static func expectedStatus(api: String) -> Int { api == "cfssl" ? 200 : 201 }
+
+    static func storm(_ options: Options, tokens: [String]) throws {
         guard let bundle = options.caBundle, let trust = try? String(contentsOfFile: bundle, encoding: .utf8) else {
             FileHandle.standardError.write(Data("--storm needs --ca-bundle\n".utf8))
             exit(2)
         }
-        let tokens =
-            try options.tokens.map {
-                try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init)
-            }
-            ?? []
         let count = options.storm
         let cfssl = options.api == "cfssl"
         guard cfssl || tokens.count >= count * options.concurrency.count else {
@@ -131,15 +130,9 @@ struct LoadGenerator {
             exit(2)
         }
         // Outside the timed window: a fresh key and CSR per proxy.
-        let bodies: [[UInt8]] = try (0..<count).map { _ in
-            let csr = try CertificateSigningRequest.create(
-                key: try PrivateKey.generate(.p256), subjectAlternativeNames: [])
-            let body = cfssl ? ["certificate_request": try csr.pem] : ["csr": try csr.pem]
-            return Array(try JSONSerialization.data(withJSONObject: body))
-        }
+        let bodies = try (0..<count).map { _ in try issuanceBody(api: options.api) }
         let storm = Storm(
-            url: options.url, client: try HTTPSClient(trust: trust), serverPID: options.serverPID,
-            expected: cfssl ? 200 : 201, cfssl: cfssl)
+            url: options.url, client: try HTTPSClient(trust: trust), serverPID: options.serverPID, api: options.api)
         for (level, concurrency) in options.concurrency.enumerated() {
             let proxies = (0..<count).map { index in
                 Storm.Proxy(token: cfssl ? "" : tokens[level * count + index], body: bodies[index])

@@ -22,11 +22,12 @@ struct Storm {
     let url: String
     let client: HTTPSClient
     let serverPID: Int32?
-    let expected: Int
-    let cfssl: Bool
+    /// sigil or cfssl.
+    let api: String
 
     /// Runs a pass over `proxies`; `sessions` (by proxy index) are offered when given and refreshed.
     func pass(name: String, proxies: [Proxy], concurrency: Int, sessions: SessionTable?) -> String {
+        let expected = LoadGenerator.expectedStatus(api: api)
         let next = Atomic<Int>(0)
         let total = Mutex<(measurement: Measurement, resumed: Int)>((Measurement(), 0))
         let cpu0 = serverCPU()
@@ -78,7 +79,7 @@ struct Storm {
         var (measurement, resumed) = total.withLock { $0 }
         measurement.wall = (ContinuousClock.now - started).timeInterval
         let cpu1 = serverCPU()
-        var object = measurement.fields(api: cfssl ? "cfssl" : "sigil", concurrency: concurrency)
+        var object = measurement.fields(api: api, concurrency: concurrency)
         object["pass"] = name
         object["proxies"] = proxies.count
         object["resumed"] = resumed

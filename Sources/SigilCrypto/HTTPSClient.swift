@@ -136,20 +136,19 @@ public final class HTTPSClient: @unchecked Sendable {
         guard let ssl = SSL_new(context) else { throw OpenSSLError.drain(.operationFailed, "SSL_new") }
         defer { SSL_free(ssl) }
         SSL_set_fd(ssl, io.fd)
-        let isAddress = host.contains(":") || host.split(separator: ".").allSatisfy { Int($0) != nil }
-        if isAddress {
+        if case .ip = GeneralName(host: host) {
             X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
         } else {
             copenssl_SSL_set_tlsext_host_name(ssl, host)
             SSL_set1_host(ssl, host)
         }
         if let session { SSL_set_session(ssl, session.pointer) }
-        try io.drive(ssl, "handshake") { SSL_connect(ssl) }
+        try io.drive(ssl, .handshake) { SSL_connect(ssl) }
 
         var written = 0
         while written < bytes.count {
             let count = try bytes[written...].withUnsafeBytes { chunk in
-                try io.drive(ssl, "write") { SSL_write(ssl, chunk.baseAddress, Int32(chunk.count)) }
+                try io.drive(ssl, .write) { SSL_write(ssl, chunk.baseAddress, Int32(chunk.count)) }
             }
             written += Int(count)
         }
@@ -157,7 +156,7 @@ public final class HTTPSClient: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         while !reader.isComplete {
             let count = try buffer.withUnsafeMutableBytes { raw in
-                try io.drive(ssl, "read", endOfStream: 0) { SSL_read(ssl, raw.baseAddress, Int32(raw.count)) }
+                try io.drive(ssl, .read, endOfStream: 0) { SSL_read(ssl, raw.baseAddress, Int32(raw.count)) }
             }
             if count == 0 {
                 try reader.finish()
@@ -290,35 +289,41 @@ private struct Connection {
         }
     }
 
-    /// Runs an OpenSSL I/O call until it succeeds, waiting on the socket as it asks. A clean end of stream
-    /// returns `endOfStream` when given.
+    enum Step: String {
+        case handshake, write, read
+        /// A handshake failure is the server's certificate or TLS; any later one is the conversation's.
+        var failure: HTTPSClientError.Kind { self == .handshake ? .handshake : .protocolError }
+    }
+
+    /// Runs an OpenSSL I/O call until it succeeds, waiting on the socket as it asks. A clean end of stream (a
+    /// close_notify, or a close without one: the server hung up after its answer) returns `endOfStream` when
+    /// given.
     @discardableResult
-    func drive(_ ssl: OpaquePointer, _ what: String, endOfStream: Int32? = nil, _ call: () -> Int32) throws -> Int32 {
+    func drive(_ ssl: OpaquePointer, _ step: Step, endOfStream: Int32? = nil, _ call: () -> Int32) throws -> Int32 {
         while true {
             ERR_clear_error()
             let result = call()
             if result > 0 { return result }
             let code = SSL_get_error(ssl, result)
-            switch code {
-            case SSL_ERROR_WANT_READ: try wait(for: Int16(POLLIN))
-            case SSL_ERROR_WANT_WRITE: try wait(for: Int16(POLLOUT))
-            case SSL_ERROR_ZERO_RETURN:
-                if let endOfStream { return endOfStream }
-                throw HTTPSClientError(kind: .protocolError, reason: "\(what): connection closed")
-            case SSL_ERROR_SYSCALL where ERR_peek_error() == 0:
-                // An end of stream without close_notify: the server closed after its answer.
-                if let endOfStream { return endOfStream }
-                throw HTTPSClientError(
-                    kind: what == "handshake" ? .handshake : .protocolError, reason: "\(what): connection closed")
-            default:
-                let verify = SSL_get_verify_result(ssl)
-                var reason = drainErrorQueue().joined(separator: "; ")
-                if verify != X509_V_OK {
-                    reason = "certificate: " + String(cString: X509_verify_cert_error_string(verify))
-                }
-                throw HTTPSClientError(
-                    kind: what == "handshake" ? .handshake : .protocolError, reason: "\(what): \(reason)")
+            if code == SSL_ERROR_WANT_READ {
+                try wait(for: Int16(POLLIN))
+                continue
             }
+            if code == SSL_ERROR_WANT_WRITE {
+                try wait(for: Int16(POLLOUT))
+                continue
+            }
+            if code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+                if let endOfStream { return endOfStream }
+                throw HTTPSClientError(kind: step.failure, reason: "\(step.rawValue): connection closed")
+            }
+            let verify = SSL_get_verify_result(ssl)
+            let reason =
+                verify != X509_V_OK
+                ? "certificate: " + String(cString: X509_verify_cert_error_string(verify))
+                : drainErrorQueue().joined(separator: "; ")
+            drainErrorQueue()
+            throw HTTPSClientError(kind: step.failure, reason: "\(step.rawValue): \(reason)")
         }
     }
 }

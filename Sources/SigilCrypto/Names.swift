@@ -21,6 +21,14 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A host as a name: `.ip` for an IPv4 or IPv6 literal (brackets allowed), `.dns` for anything else.
+    public init(host: String) {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        self = inet_pton(AF_INET, bare, &v4) == 1 || inet_pton(AF_INET6, bare, &v6) == 1 ? .ip(bare) : .dns(bare)
+    }
+
     /// Reads an OpenSSL GENERAL_NAME.
     init(_ name: UnsafeMutablePointer<GENERAL_NAME>) {
         let value = name.pointee.d

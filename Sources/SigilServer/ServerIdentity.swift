@@ -41,15 +41,10 @@ public final class ServerIdentity: Sendable {
     /// Issues a fresh certificate from `signer`; lifetime 24 h or the signer's remaining life, whichever is shorter.
     func renew(with signer: SigningAuthority, at now: Date) throws {
         let key = try PrivateKey.generate(.p256)
-        var dns: [GeneralName] = []
-        var ips: [GeneralName] = []
-        for name in names {
-            if name.contains(":") || name.split(separator: ".").allSatisfy({ Int($0) != nil }) {
-                ips.append(.ip(name))
-            } else {
-                dns.append(.dns(name))
-            }
-        }
+        // DNS names first, then addresses, in the configured order within each.
+        let alternativeNames = names.map(GeneralName.init(host:))
+        let dns = alternativeNames.filter { if case .dns = $0 { true } else { false } }
+        let ips = alternativeNames.filter { if case .ip = $0 { true } else { false } }
         let notBefore = max((now - .seconds(30)).truncatedToSecond, signer.record.notBefore)
         let notAfter = min((now + .seconds(86_400)).truncatedToSecond, signer.record.notAfter)
         let template = CertificateTemplate(

@@ -65,4 +65,15 @@ struct HTTPSClientTests {
             ($0 as? HTTPSClientError)?.kind == .protocolError
         }
     }
+
+    @Test(
+        "a host is an IP literal only when it parses as one; anything else is a DNS name",
+        arguments: [
+            ("127.0.0.1", GeneralName.ip("127.0.0.1")), ("::1", .ip("::1")), ("[::1]", .ip("::1")),
+            ("sigil.example", .dns("sigil.example")), ("1.2", .dns("1.2")), ("999.1.1.1", .dns("999.1.1.1")),
+            ("localhost", .dns("localhost")),
+        ])
+    func hostNames(_ host: String, _ expected: GeneralName) {
+        #expect(GeneralName(host: host) == expected)
+    }
 }
