@@ -72,6 +72,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // protoc output for Istio's CA API (scripts/gen-protos), from the .proto file in its proto/.
+        .target(
+            name: "SigilIstioGRPC",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["proto"]
+        ),
         .target(
             name: "SigilServer",
             dependencies: [
@@ -81,6 +91,12 @@ let package = Package(
                 "SigilTokens",
                 "SigilAPIModels",
                 "SigilStore",
+                "SigilIstioGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -154,7 +170,7 @@ let package = Package(
         .target(name: "CLibFuzzer"),
         .executableTarget(
             name: "sigil-fuzz",
-            dependencies: ["CLibFuzzer", "SigilCore", "SigilCrypto", "SigilTokens"]
+            dependencies: ["CLibFuzzer", "SigilCore", "SigilCrypto", "SigilIstioGRPC", "SigilTokens"]
         ),
         // The load generator of scripts/bench, kept apart from the product (Benchmarks/README.md).
         .executableTarget(

@@ -35,8 +35,7 @@ forbid() {
 
 # Every Swift file under Sources/ but protoc's output (scripts/gen-protos); sources_except PREFIX lists those
 # whose path does not start with PREFIX.
-generated=Sources/SigilAgentGRPC/Generated
-mapfile -t all_sources < <(find Sources -name '*.swift' -type f -not -path "$generated/*" | sort)
+mapfile -t all_sources < <(find Sources -name '*.swift' -type f -not -path 'Sources/*/Generated/*' | sort)
 
 sources_except() {
     local path
@@ -74,9 +73,11 @@ declare -A allowed_imports=(
     [SigilAPIModels]=""
     [SigilStore]="SigilCore SigilCrypto SigilFiles GRDB PostgresNIO NIOCore NIOPosix NIOSSL Logging"
     [SigilServer]="SigilCore SigilCrypto SigilFiles SigilTokens SigilAPIModels SigilStore Hummingbird HummingbirdCore
-        HTTPTypes NIOCore NIOPosix NIOSSL NIOHTTPTypes NIOFoundationCompat ServiceLifecycle Logging Metrics Prometheus AsyncHTTPClient"
+        HTTPTypes NIOCore NIOPosix NIOSSL NIOHTTPTypes NIOFoundationCompat ServiceLifecycle Logging Metrics Prometheus AsyncHTTPClient
+        SigilIstioGRPC GRPCCore GRPCProtobuf GRPCNIOTransportHTTP2 NIOHTTP2 NIOHPACK SwiftProtobuf"
     [SigilAgent]="SigilCore SigilCrypto SigilFiles SigilAPIModels SigilAgentGRPC NIOCore
         GRPCCore GRPCNIOTransportHTTP2 NIOHTTP2 NIOHPACK SwiftProtobuf ServiceLifecycle Logging"
+    [SigilIstioGRPC]="SwiftProtobuf GRPCCore GRPCProtobuf"
     [SigilTestSupport]="SigilCore SigilCrypto SigilStore Testing"
 )
 for target in "${!allowed_imports[@]}"; do
@@ -95,7 +96,7 @@ done
 
 # Formatting (STYLE.md): the toolchain's swift-format over all Swift code but protoc's output; fix with the
 # command in the message.
-mapfile -t format_paths < <(find Package.swift Sources Tests Benchmarks -name '*.swift' -type f -not -path "$generated/*" | sort)
+mapfile -t format_paths < <(find Package.swift Sources Tests Benchmarks -name '*.swift' -type f -not -path 'Sources/*/Generated/*' | sort)
 if ! lint="$(swift format lint --strict --parallel --configuration .swift-format "${format_paths[@]}" 2>&1)"; then
     printf 'swift format lint (fix: swift format --in-place --configuration .swift-format FILE, for each file below):\n'
     printf '%s\n' "$lint" | head -n 40 | sed 's/^/    /'

@@ -352,6 +352,9 @@ public struct Requester: Sendable, Equatable {
     /// For a renewal, the serial of the certificate that authenticated it: the renewal's record names it, so
     /// the certificates descending from a stolen one can be found (`sigil audit list --action renew`).
     public var renewing: SerialNumber?
+    /// What the request's records add to their reason (Istio's API: `istio cluster=… ttl_requested=…s
+    /// ttl_granted=…s`).
+    public var note: String?
 
     public init(
         actor: String, requestID: String? = nil, clientAddress: String? = nil, tokenHMAC: String? = nil,
@@ -376,12 +379,18 @@ public struct Requester: Sendable, Equatable {
             tokenHMAC: tokenHMAC)
     }
 
+    /// `base` followed by the note, when there is one.
+    public func reason(_ base: String?) -> String? {
+        guard let note else { return base }
+        return base.map { "\($0); \(note)" } ?? note
+    }
+
     /// A denial of this requester's request with `error`'s code and reason.
     public func denial(_ error: CAError, subject: String?, at time: Date) -> AuditEvent {
         var event = event(.deny, at: time)
         event.outcome = .failure
         event.code = error.code.rawValue
-        event.reason = error.reason
+        event.reason = reason(error.reason)
         event.subject = subject
         return event
     }

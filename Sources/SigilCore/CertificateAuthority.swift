@@ -220,7 +220,7 @@ public final class CertificateAuthority: Sendable {
         }
         let now = clock.now
         var event = requester.event(requester.isRenewal ? .renew : .issue, at: now)
-        if let renewed = requester.renewing { event.reason = "renewal of \(renewed.hex)" }
+        event.reason = requester.reason(requester.renewing.map { "renewal of \($0.hex)" })
         event.subject = issued.spiffeID.description
         event.serial = issued.serial.hex
         event.authorityID = issued.authorityID

@@ -18,10 +18,13 @@ public struct SigilServerServices: Sendable {
 
 /// Builds the CA server: opens (or initialises) the store, repairs missing/expired authorities, sets up
 /// token authentication, the HTTPS API and the rotation service. `sigil serve` and the tests both call this.
-/// - Parameter onListening: called with the bound port once the server accepts connections.
+/// - Parameters:
+///   - onListening: called with the bound port once the server accepts connections.
+///   - onGRPCListening: the same for Istio's CA API (`grpcListen`).
 public func buildServer(
     configuration: ServerConfiguration, clock: any WallClock, logger: Logger,
-    onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    onListening: @escaping @Sendable (Int) async -> Void = { _ in },
+    onGRPCListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> SigilServerServices {
     if configuration.tokenSource == .local && !NetworkAddress.isLoopback(configuration.host)
         && !configuration.localModeOnNetwork
@@ -92,42 +95,16 @@ public func buildServer(
 
     let metrics = ServerMetrics()
     var services: [any Service] = []
-    let inner: any TokenVerifier
-    func jwks(_ issuer: String, _ source: any JWKSSource) -> JWKSTokenVerifier {
-        let verifier = JWKSTokenVerifier(
-            policy: TokenPolicy(issuer: issuer, audience: configuration.tokenAudience), source: source, clock: clock)
-        services.append(
-            JWKSRefreshService(
-                verifier: verifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
-        return verifier
-    }
-    switch configuration.tokenSource {
-    case .local:
+    if configuration.tokenSource == .local {
         // Creates the development issuer's key and JWKS on first start; tokens are then checked like any JWKS's.
         _ = try LocalTokenIssuer.load(dataDirectory: directory.path, create: true)
         logger.warning(
             "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production."
         )
-        inner = jwks(LocalTokenIssuer.issuerURL, FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)))
-    case .jwksFile(let path):
-        inner = jwks(try requireIssuer(configuration), FileJWKSSource(path: path))
-    case .jwksURL(let url):
-        let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
-        services.append(HTTPClientService(client: client))
-        inner = jwks(try requireIssuer(configuration), HTTPJWKSSource(location: .jwks(url), client: client))
-    case .discovery:
-        let issuer = try requireIssuer(configuration)
-        let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
-        services.append(HTTPClientService(client: client))
-        inner = jwks(issuer, HTTPJWKSSource(location: .discovery(issuer: issuer), client: client))
-    case .tokenReview(let url, let caFile, let credentialFile):
-        let client = try makeTokenSourceClient(caFile: caFile)
-        services.append(HTTPClientService(client: client))
-        inner = TokenReviewVerifier(
-            url: url, credentialFile: credentialFile, audience: configuration.tokenAudience, client: client,
-            clock: clock)
     }
-    let cache = CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)
+    let cache = try makeTokenVerifier(
+        configuration, audience: configuration.tokenAudience, directory: directory, clock: clock, logger: logger,
+        services: &services)
 
     let identity = ServerIdentity(names: configuration.tlsNames)
     try identity.renew(with: try await ca.signingAuthority(), at: clock.now)
@@ -176,8 +153,59 @@ public func buildServer(
         configuration: .init(address: .unixDomainSocket(path: adminPath), serverName: "sigil-admin"),
         onServerRunning: { _ in chmod(adminPath, 0o600) }, logger: logger)
     services.insert(contentsOf: [app, admin, rotation] as [any Service], at: 0)
+    if let grpc = configuration.grpcListen {
+        let verifier = try makeTokenVerifier(
+            configuration, audience: configuration.istioTokenAudience, directory: directory, clock: clock,
+            logger: logger, services: &services)
+        services.append(
+            IstioCAServer(
+                listener: IstioListener(host: grpc.host, port: grpc.port, identity: identity),
+                service: IstioCertificateService(
+                    api: api, verifier: verifier, allowedClusters: configuration.istioClusterIDs),
+                configuration: configuration, onListening: onGRPCListening))
+    }
     services.append(LifecycleAuditService(ca: ca))
     return SigilServerServices(services: services)
+}
+
+/// The token verifier for `audience` on the configured token source, behind a cache; appends the services it
+/// needs (JWKS refresh, HTTP client shutdown) to `services`.
+private func makeTokenVerifier(
+    _ configuration: ServerConfiguration, audience: String, directory: DataDirectory, clock: any WallClock,
+    logger: Logger, services: inout [any Service]
+) throws -> CachingTokenVerifier {
+    let inner: any TokenVerifier
+    var added: [any Service] = []
+    func jwks(_ issuer: String, _ source: any JWKSSource) -> JWKSTokenVerifier {
+        let verifier = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: issuer, audience: audience), source: source, clock: clock)
+        added.append(
+            JWKSRefreshService(
+                verifier: verifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
+        return verifier
+    }
+    switch configuration.tokenSource {
+    case .local:
+        inner = jwks(LocalTokenIssuer.issuerURL, FileJWKSSource(path: LocalTokenIssuer.jwksPath(directory.path)))
+    case .jwksFile(let path):
+        inner = jwks(try requireIssuer(configuration), FileJWKSSource(path: path))
+    case .jwksURL(let url):
+        let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
+        added.append(HTTPClientService(client: client))
+        inner = jwks(try requireIssuer(configuration), HTTPJWKSSource(location: .jwks(url), client: client))
+    case .discovery:
+        let issuer = try requireIssuer(configuration)
+        let client = try makeTokenSourceClient(caFile: configuration.tokenJWKSCA)
+        added.append(HTTPClientService(client: client))
+        inner = jwks(issuer, HTTPJWKSSource(location: .discovery(issuer: issuer), client: client))
+    case .tokenReview(let url, let caFile, let credentialFile):
+        let client = try makeTokenSourceClient(caFile: caFile)
+        added.append(HTTPClientService(client: client))
+        inner = TokenReviewVerifier(
+            url: url, credentialFile: credentialFile, audience: audience, client: client, clock: clock)
+    }
+    services += added
+    return CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)
 }
 
 private func requireIssuer(_ configuration: ServerConfiguration) throws -> String {

@@ -74,6 +74,13 @@ public struct ServerConfiguration: Sendable {
     /// Local mode (the development token issuer) on a listen address other than loopback: refused unless set
     /// (`--local-mode`), since anyone who can read the data directory can then mint any identity. Default false.
     public var localModeOnNetwork = false
+    /// Where Istio's CA API (`IstioCertificateService`, gRPC over TLS) listens (`--grpc-listen`; port 0 picks a
+    /// free one). Default off.
+    public var grpcListen: (host: String, port: Int)?
+    /// Audience a token must carry on Istio's CA API (the HTTPS API's is `tokenAudience`). Default `istio-ca`.
+    public var istioTokenAudience = "istio-ca"
+    /// When non-empty, Istio's CA API serves only calls naming one of these ClusterIDs. Default: any.
+    public var istioClusterIDs: Set<String> = []
 
     public init(
         dataDirectory: String = "pki", host: String = "127.0.0.1", port: Int = 8443, store: String = "sqlite",

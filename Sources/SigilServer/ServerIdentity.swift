@@ -19,8 +19,14 @@ public final class ServerIdentity: Sendable {
     struct Current: Sendable {
         let certificate: Certificate
         let renewAt: Date
-        let context: NIOSSLContext
+        /// HTTP/1.1 (no ALPN): the HTTPS API.
+        let https: NIOSSLContext
+        /// ALPN `h2`, which gRPC clients require: Istio's CA API.
+        let grpc: NIOSSLContext
     }
+
+    /// Which listener a context is for.
+    enum Listener: Sendable { case https, grpc }
 
     private let names: [String]
     private let current = Mutex<Current?>(nil)
@@ -30,9 +36,10 @@ public final class ServerIdentity: Sendable {
     var renewAt: Date? { current.withLock { $0?.renewAt } }
     var certificate: Certificate? { current.withLock { $0?.certificate } }
 
-    /// The context for a new connection.
-    func context() throws -> NIOSSLContext {
-        guard let context = current.withLock({ $0?.context }) else {
+    /// The context for a new connection to `listener`.
+    func context(_ listener: Listener = .https) throws -> NIOSSLContext {
+        guard let context = current.withLock({ current in current.map { listener == .https ? $0.https : $0.grpc } })
+        else {
             throw CAError(.noActiveAuthority, reason: "no server certificate yet")
         }
         return context
@@ -62,13 +69,15 @@ public final class ServerIdentity: Sendable {
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(sslKey))
         configuration.minimumTLSVersion = .tlsv12
         configuration.certificateVerification = .optionalVerification
-        let context = try NIOSSLContext(configuration: configuration)
+        let https = try NIOSSLContext(configuration: configuration)
+        configuration.applicationProtocols = ["h2"]
+        let grpc = try NIOSSLContext(configuration: configuration)
         // Renew halfway through what is left from now (not from the backdated notBefore), and never sooner than
         // a second from now: a certificate capped by a nearly expired intermediate must not be re-issued in a
         // loop; the intermediate's rotation brings the next long-lived one.
         let remaining = notAfter.timeIntervalSince(now)
         let renewAt = now.addingTimeInterval(max(remaining / 2, 1))
-        let renewed = Current(certificate: certificate, renewAt: renewAt, context: context)
+        let renewed = Current(certificate: certificate, renewAt: renewAt, https: https, grpc: grpc)
         current.withLock { $0 = renewed }
     }
 }

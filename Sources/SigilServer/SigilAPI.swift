@@ -99,12 +99,10 @@ final class SigilAPI: Sendable {
             if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
                 throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
             }
-            let identity = try await authenticate(request, context: context, requester: &requester)
-            if case .limited(let wait, let audit) = identityLimiter.take("identity \(identity)") {
-                auditRefusal = audit
-                throw CAError.rateLimited(
-                    reason: "identity \(identity) over \(identityLimiter.limit)", retryAfter: wait)
-            }
+            let identity = try await authenticate(
+                authorization: request.headers[.authorization], verifier: verifier, requester: &requester
+            ) { try await self.peerCertificate(context) }
+            try admitIdentity(identity, auditRefusal: &auditRefusal)
             let issuance = try IssuanceRequest(body: try await readBody(request), identity: identity)
             reachedAuthority = true
             let issued = try await ca.issue(issuance, requester: requester)
@@ -121,17 +119,33 @@ final class SigilAPI: Sendable {
                 status: .created, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: IssuanceResponse(issued, trustBundle: roots).json)))
         } catch let refusal as CAError {
-            // The authority audits its own decisions; refusals before it are audited here. No audit, no answer.
-            // Rate-limit refusals are audited once per key a minute (and counted always): auditing each one
-            // durably would let a flood cost the CA a disk write per request. Refusals before authentication
-            // succeeded are audited within the denial budget, the rest counted and summarised.
-            if !reachedAuthority && auditRefusal && !requester.isAuthenticated && !denials.admit(refusal.code.rawValue)
-            {
-                auditRefusal = false
-                metrics.deniedUnaudited.increment()
-            }
-            throw await refused(refusal, requester: requester, audit: !reachedAuthority && auditRefusal)
+            throw await refusedIssuance(
+                refusal, requester: requester, reachedAuthority: reachedAuthority, auditRefusal: auditRefusal)
         }
+    }
+
+    /// The answer to an issuance refused with `refusal` (HTTPS or Istio's API). The authority audits its own
+    /// decisions; refusals before it are audited here. No audit, no answer. Rate-limit refusals are audited once
+    /// per key a minute (`auditRefusal` false otherwise; counted always): auditing each one durably would let a
+    /// flood cost the CA a disk write per request. Refusals before authentication succeeded are audited within
+    /// the denial budget, the rest counted and summarised.
+    func refusedIssuance(
+        _ refusal: CAError, requester: Requester, reachedAuthority: Bool, auditRefusal: Bool
+    ) async -> CAError {
+        var audit = !reachedAuthority && auditRefusal
+        if audit && !requester.isAuthenticated && !denials.admit(refusal.code.rawValue) {
+            audit = false
+            metrics.deniedUnaudited.increment()
+        }
+        return await refused(refusal, requester: requester, audit: audit)
+    }
+
+    /// Takes one issuance from `identity`'s bucket, or throws `rate_limited` (`auditRefusal` false when this
+    /// refusal is not the one a minute that is audited).
+    func admitIdentity(_ identity: SPIFFEID, auditRefusal: inout Bool) throws {
+        guard case .limited(let wait, let audit) = identityLimiter.take("identity \(identity)") else { return }
+        auditRefusal = audit
+        throw CAError.rateLimited(reason: "identity \(identity) over \(identityLimiter.limit)", retryAfter: wait)
     }
 
     /// Counts, logs and (with `audit`) records a refusal; returns the error to answer with, which becomes
@@ -158,14 +172,18 @@ final class SigilAPI: Sendable {
     /// Takes one request's worth from the client's bucket (every route), or throws `rate_limited`, audited
     /// once per client a minute and within the denial budget.
     func admitClient(_ context: SigilRequestContext) async throws {
-        let address = context.channel?.remoteAddress?.ipAddress
+        try await admitClient(address: context.channel?.remoteAddress?.ipAddress, requestID: context.requestID)
+    }
+
+    /// `admitClient` for a client at `address` (nil when unknown).
+    func admitClient(address: String?, requestID: String) async throws {
         let key = NetworkAddress.rateLimitKey(address)
         guard case .limited(let wait, var audit) = clientLimiter.take(key) else { return }
         if audit && !denials.admit(CAError.Code.rateLimited.rawValue) {
             audit = false
             metrics.deniedUnaudited.increment()
         }
-        let requester = Requester(actor: "anonymous", requestID: context.requestID, clientAddress: address)
+        let requester = Requester(actor: "anonymous", requestID: requestID, clientAddress: address)
         throw await refused(
             CAError.rateLimited(reason: "\(key) over \(clientLimiter.limit)", retryAfter: wait), requester: requester,
             audit: audit)
@@ -183,12 +201,14 @@ final class SigilAPI: Sendable {
         return Array(buffer.readableBytesView)
     }
 
-    /// The caller's identity: from a bearer token, else from a client certificate that Sigil issued and that
-    /// may still renew (`CertificateAuthority.authorizeRenewal`).
-    private func authenticate(
-        _ request: Request, context: SigilRequestContext, requester: inout Requester
+    /// The caller's identity: from a bearer token (`authorization`, checked by `verifier`), else from the client
+    /// certificate `peerCertificate` reads, when Sigil issued it and it may still renew
+    /// (`CertificateAuthority.renewalIdentity`).
+    func authenticate(
+        authorization: String?, verifier: any TokenVerifier, requester: inout Requester,
+        peerCertificate: () async throws -> [UInt8]?
     ) async throws -> SPIFFEID {
-        if let authorization = request.headers[.authorization] {
+        if let authorization {
             let prefix = "bearer "
             guard authorization.prefix(prefix.count).lowercased() == prefix else {
                 throw CAError(.unauthenticated, reason: "Authorization is not a bearer token")
@@ -200,7 +220,7 @@ final class SigilAPI: Sendable {
             requester.actor = identity.description
             return identity
         }
-        if let peer = try await peerCertificate(context) {
+        if let peer = try await peerCertificate() {
             switch try await ca.renewalIdentity(peerChain: [peer]) {
             case .granted(let grant):
                 requester.actor = grant.identity.description

@@ -9,6 +9,7 @@ import Dispatch
 import Foundation
 import SigilCore
 import SigilCrypto
+import SigilIstioGRPC
 import SigilTokens
 
 let targets: [String: (UnsafeRawBufferPointer) -> Void] = [
@@ -19,6 +20,7 @@ let targets: [String: (UnsafeRawBufferPointer) -> Void] = [
     "spiffe-id": fuzzSPIFFEID,
     "jwt": fuzzJWT,
     "request": fuzzRequest,
+    "istio": fuzzIstio,
 ]
 
 // MARK: Targets
@@ -106,6 +108,17 @@ func fuzzJWT(_ data: UnsafeRawBufferPointer) {
 func fuzzRequest(_ data: UnsafeRawBufferPointer) {
     guard let request = try? IssuanceRequest(body: Array(data), identity: Fixture.identity) else { return }
     _ = Fixture.evaluate(request)
+}
+
+/// A CreateCertificate request (binary protobuf) as Istio's CA API reads it: decoded, its metadata read, its CSR
+/// parsed and checked by the policy.
+func fuzzIstio(_ data: UnsafeRawBufferPointer) {
+    guard let request = try? Istio_V1_Auth_IstioCertificateRequest(untrusted: Array(data)) else { return }
+    _ = request.metadataClusterID
+    _ = request.impersonates
+    _ = request.validityDuration
+    guard let csr = try? CertificateSigningRequest(pem: request.csr) else { return }
+    readEverything(csr)
 }
 
 // MARK: Fixtures

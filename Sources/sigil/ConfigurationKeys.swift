@@ -73,6 +73,16 @@ enum ConfigurationKeys {
         "tls_names", "`localhost`, `127.0.0.1`",
         "Names of the server's own certificate (issued by its intermediate, renewed at half-life); the flag is `--tls-name`, repeated.",
         flag: false)
+    static let grpcListen = ConfigurationKey(
+        "grpc_listen", "off",
+        "Also serve Istio's CA API (`IstioCertificateService`, gRPC over TLS) on host:port (Istio's port is 15012; port 0: any free port, printed on stdout). docs/istio.md."
+    )
+    static let istioTokenAudience = ConfigurationKey(
+        "istio_token_audience", "`istio-ca`", "Audience a token's `aud` must contain on Istio's CA API.")
+    static let istioClusterIDs = ConfigurationKey(
+        "istio_cluster_ids", "any",
+        "ClusterIDs Istio's CA API serves (others: PermissionDenied); the flag is `--istio-cluster-id`, repeated.",
+        flag: false)
     static let adminSocket = ConfigurationKey(
         "admin_socket", "`<data_dir>/admin.sock`", "Admin API (0600 unix socket, never TCP).")
     static let auditSink = ConfigurationKey(
@@ -135,7 +145,8 @@ enum ConfigurationKeys {
     static let all: [ConfigurationKey] = [
         dataDir, listen, store, storeConnectTimeout, trustDomain, tokenIssuer, tokenJWKS, tokenJWKSRefresh, tokenJWKSCA,
         tokenAudience,
-        tokenReview, tokenReviewCA, tokenReviewCredential, localMode, tlsNames, adminSocket, auditSink,
+        tokenReview, tokenReviewCA, tokenReviewCredential, localMode, tlsNames, grpcListen, istioTokenAudience,
+        istioClusterIDs, adminSocket, auditSink,
         auditDenialBudget, maxBodyBytes,
         rateLimitClient, rateLimitClientBurst, rateLimitIdentity, rateLimitIdentityBurst, requestTimeout, idleTimeout,
         renewalMaxAge,

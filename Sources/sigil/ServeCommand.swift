@@ -34,6 +34,9 @@ struct ServeCommand: AsyncParsableCommand {
         String?
     @Flag(name: Keys.localMode.name, help: Keys.localMode.help) var localMode = false
     @Option(name: .customLong("tls-name"), help: Keys.tlsNames.help) var tlsNames: [String] = []
+    @Option(name: Keys.grpcListen.name, help: Keys.grpcListen.help) var grpcListen: String?
+    @Option(name: Keys.istioTokenAudience.name, help: Keys.istioTokenAudience.help) var istioTokenAudience: String?
+    @Option(name: .customLong("istio-cluster-id"), help: Keys.istioClusterIDs.help) var istioClusterIDs: [String] = []
     @Option(name: Keys.adminSocket.name, help: Keys.adminSocket.help) var adminSocket: String?
     @Option(name: Keys.auditSink.name, help: Keys.auditSink.help) var auditSink: String?
     @Option(name: Keys.auditDenialBudget.name, help: Keys.auditDenialBudget.help) var auditDenialBudget: String?
@@ -65,13 +68,7 @@ struct ServeCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap(LineLogHandler.factory(level: logLevel))
         let logger = Logger(label: "sigil")
 
-        let listenValue = value(Keys.listen, listen) ?? "127.0.0.1:8443"
-        guard let colon = listenValue.lastIndex(of: ":"),
-            let port = Int(listenValue[listenValue.index(after: colon)...]), (0...65535).contains(port)
-        else {
-            throw CLIError("configuration_invalid", "--listen \(listenValue) is not host:port")
-        }
-        let host = String(listenValue[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let (host, port) = try hostPort(value(Keys.listen, listen) ?? "127.0.0.1:8443", flag: "--listen")
 
         var authority = AuthorityConfiguration(
             trustDomain: try TrustDomain(value(Keys.trustDomain, trustDomain) ?? "cluster.local"))
@@ -116,6 +113,12 @@ struct ServeCommand: AsyncParsableCommand {
         } else if let names = settings.list(Keys.tlsNames) {
             configuration.tlsNames = names
         }
+        configuration.grpcListen = try value(Keys.grpcListen, grpcListen).map {
+            try hostPort($0, flag: "--grpc-listen")
+        }
+        configuration.istioTokenAudience = value(Keys.istioTokenAudience, istioTokenAudience) ?? "istio-ca"
+        configuration.istioClusterIDs = Set(
+            istioClusterIDs.isEmpty ? settings.list(Keys.istioClusterIDs) ?? [] : istioClusterIDs)
         configuration.auditSink = value(Keys.auditSink, auditSink)
         configuration.adminSocket = value(Keys.adminSocket, adminSocket)
         if let bytes = settings.value(Keys.maxBodyBytes).flatMap(Int.init) { configuration.maxBodyBytes = bytes }
@@ -153,15 +156,30 @@ struct ServeCommand: AsyncParsableCommand {
         }
         configuration.localModeOnNetwork = localMode || ["true", "1"].contains(value(Keys.localMode, nil) ?? "")
 
-        let built = try await buildServer(configuration: configuration, clock: SystemClock(), logger: logger) { port in
-            let line = "sigil listening on https://\(host.contains(":") ? "[\(host)]" : host):\(port)\n"
+        @Sendable func announce(_ scheme: String, _ host: String, _ port: Int, _ what: String = "") {
+            let line = "sigil listening on \(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)\(what)\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
+        let grpcHost = configuration.grpcListen?.host ?? ""
+        let built = try await buildServer(
+            configuration: configuration, clock: SystemClock(), logger: logger,
+            onListening: { announce("https", host, $0) },
+            onGRPCListening: { announce("grpcs", grpcHost, $0, " (Istio CA)") })
         let group = ServiceGroup(
             configuration: .init(
                 services: built.services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+
+    /// `value` as host and port (`[::1]:15012` for IPv6).
+    private func hostPort(_ value: String, flag: String) throws -> (host: String, port: Int) {
+        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
+            throw CLIError("configuration_invalid", "\(flag) \(value) is not host:port")
+        }
+        return (String(value[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
     }
 
     private func rateLimit(

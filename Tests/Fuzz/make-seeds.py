@@ -8,6 +8,8 @@ import base64
 import datetime
 import hashlib
 import json
+import sys
+import tempfile
 from pathlib import Path
 
 import jwt
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
+ISTIO_PROTO = Path(__file__).resolve().parents[2] / "Sources/SigilIstioGRPC/proto"
 WEB = "spiffe://cluster.local/ns/default/sa/web"
 
 
@@ -124,6 +127,26 @@ def main() -> None:
     write("jwt", f"{b64({'alg': 'none', 'kid': 'rsa'})}.{b64(claims)}.")
     write("jwt", f"{b64({'alg': 'RS256', 'kid': 'rsa'})}.{b64(claims)}.AAAA")
     write("jwt", "a.b.c")
+    istio_seeds([r.public_bytes(serialization.Encoding.PEM).decode() for r in requests])
+
+
+def istio_seeds(csr_pems: list[str]) -> None:
+    """CreateCertificate requests as Istio's agent and ztunnel send them, encoded by protoc's Python output."""
+    from google.protobuf import struct_pb2
+    from grpc_tools import protoc
+
+    with tempfile.TemporaryDirectory() as out:
+        assert protoc.main(["protoc", f"-I{ISTIO_PROTO}", f"--python_out={out}", "security/v1alpha1/ca.proto"]) == 0
+        sys.path.insert(0, out)
+        from security.v1alpha1 import ca_pb2
+    for pem in csr_pems:
+        metadata = struct_pb2.Struct()
+        metadata.update({"ClusterID": "Kubernetes", "WorkloadName": "web", "WorkloadIP": "10.0.0.1"})
+        write("istio", ca_pb2.IstioCertificateRequest(csr=pem, validity_duration=86400, metadata=metadata).SerializeToString())
+        write("istio", ca_pb2.IstioCertificateRequest(csr=pem).SerializeToString())
+    nested = struct_pb2.Struct()
+    nested.update({"ImpersonatedIdentity": "spiffe://cluster.local/ns/a/sa/b", "a": {"b": {"c": [1, "x", None, True]}}})
+    write("istio", ca_pb2.IstioCertificateRequest(csr=csr_pems[0], validity_duration=-1, metadata=nested).SerializeToString())
 
 
 if __name__ == "__main__":

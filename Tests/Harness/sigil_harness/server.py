@@ -23,6 +23,7 @@ from .process import _LineReader, clean_env, describe_process, stop_process
 
 PROBLEM_JSON = "application/problem+json"
 LISTENING = re.compile(r"^sigil listening on (?P<url>https://127\.0\.0\.1:\d+)$")
+GRPC_LISTENING = re.compile(r"^sigil listening on grpcs://(?P<target>127\.0\.0\.1:\d+) \(Istio CA\)$")
 
 
 class SigilServer:
@@ -37,6 +38,7 @@ class SigilServer:
         self.env = env
         self.process: subprocess.Popen | None = None
         self.url = ""
+        self.grpc_target = ""  # host:port of Istio's CA API, with --grpc-listen
         self.returncode: int | None = None
         self._stdout: _LineReader | None = None
         self._stderr: _LineReader | None = None
@@ -65,6 +67,12 @@ class SigilServer:
             self.stop()
             raise AssertionError(f"sigil serve did not print its listening line within {timeout}s:\n{self.describe()}")
         self.url = match["url"]
+        if "--grpc-listen" in self.args:
+            grpc = self._stdout.wait_for(GRPC_LISTENING.match, timeout)
+            if not grpc:
+                self.stop()
+                raise AssertionError(f"sigil serve did not print its grpcs:// line within {timeout}s:\n{self.describe()}")
+            self.grpc_target = grpc["target"]
         return self
 
     def stop(self, timeout: float = 15) -> int:
