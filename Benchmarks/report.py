@@ -103,6 +103,7 @@ cold_empty = median([c["total_ms"] for c in cold["empty"]])
 cold_existing = median([c["total_ms"] for c in cold["existing"]])
 agent_median = median(agent)
 agent_socket = load(f"{raw}/agent-socket.json")
+istio = load(f"{raw}/istio.json")
 
 ratios = {
     "sigil_best_over_ceiling": ratio(sb["issued_per_second"], ceiling),
@@ -164,7 +165,7 @@ result = {
     "meta": meta, "machine_busy_before": load(f"{raw}/quiet.json"), "crypto": crypto, "sigil": sigil, "cfssl_nodb": nodb, "cfssl_db": withdb,
     "cfssl_db_store": load(f"{raw}/cfssl-db.json"), "sigil_seeded": seeded,
     "store_after_load": store_before, "store_seeded": store_seeded,
-    "cold_start": cold, "agent_once_ms": agent, "agent_socket": agent_socket, "ratios": ratios, "targets": targets,
+    "cold_start": cold, "agent_once_ms": agent, "agent_socket": agent_socket, "istio": istio, "ratios": ratios, "targets": targets,
 }
 
 # Markdown.
@@ -226,6 +227,17 @@ if agent_socket:
               f"{', '.join(map(str, agent_socket['sds_first_response_ms']))} |")
     md.append(f"| agent has a re-issued SVID → Envoy 1.40 holds it (/certs polled every 2 ms) | {statistics.median(agent_socket['envoy_after_renewal_ms']):.0f} | "
               f"{', '.join(map(str, agent_socket['envoy_after_renewal_ms']))} |")
+if istio:
+    https = s_levels.get(64)
+    md.append("")
+    md.append("| c=64, one issuance per call | issued/s | p50 ms | p99 ms | errors |")
+    md.append("|---|---:|---:|---:|---:|")
+    if https:
+        md.append(f"| HTTPS `POST /v1/certificates` (sigil-load, a connection per worker) | {https['issued_per_second']:,.0f} | "
+                  f"{https['p50_ms']:.1f} | {https['p99_ms']:.1f} | {https['errors']} |")
+    md.append(f"| Istio `CreateCertificate` (grpcio asyncio, one TLS channel; Benchmarks/istio_load.py) | "
+              f"{istio['certs_per_second']:,.0f} | {istio['p50_ms']:.1f} | {istio['p99_ms']:.1f} | "
+              f"{sum(istio['errors'].values())} |")
 if seeded and store_seeded:
     md.append(f"| restart on the seeded store ({store_seeded['certificates']:,} certificates, {store_seeded['audit']:,} audit records) → listening | "
               f"{store_seeded['start_to_listening_ms']} | |")

@@ -18,7 +18,8 @@ import SigilTokens
 /// Istio's certificate-signing API (`istio.v1.auth.IstioCertificateService/CreateCertificate`), so that Istio's
 /// agent (`CA_ADDR`) can use Sigil as its CA. The same checks, limits and audit records as `POST /v1/certificates`;
 /// what differs is the wire (gRPC over TLS), the token audience (`istio-ca` by default), the ClusterID recorded in
-/// each record, and the lifetime: above the policy maximum it is cut to the maximum, as Istio's own CA does.
+/// each record, and the lifetime: above what may be granted it is cut (as cert-manager's istio-csr does; istiod
+/// refuses), since Istio's agent asks for 24 h whatever the policy says.
 ///
 /// The request is decoded here rather than by grpc-swift, so that a malformed one is refused like any other bad
 /// request: with `bad_request` (InvalidArgument) and a denial record.
@@ -82,9 +83,13 @@ struct IstioCertificateService: RegistrableRPCService {
             if request.impersonates {
                 throw CAError(.policyDenied, reason: "impersonation (ImpersonatedIdentity) is not supported")
             }
-            let lifetime = try Self.lifetime(
-                requested: request.validityDuration, maximum: api.ca.issuer.policy.maxTTL(for: identity))
-            requester.note! += " ttl_requested=\(request.validityDuration)s ttl_granted=\(lifetime.granted)"
+            // Istio's agent asks for 24 h whatever the policy: cut to what may be granted now, not refused.
+            let policy = api.ca.issuer.policy
+            let signerLeft = try await api.ca.signingAuthority().record.notAfter.timeIntervalSince(api.clock.now)
+            let ttl = try Self.lifetime(
+                requested: request.validityDuration, default: policy.defaultTTL,
+                maximum: min(policy.maxTTL(for: identity), .seconds(Int64(max(0, signerLeft.rounded(.down))))))
+            requester.note! += " ttl_requested=\(request.validityDuration)s ttl_granted=\(ttl.wholeSeconds)s"
             let csr: CertificateSigningRequest
             do {
                 csr = try CertificateSigningRequest(pem: request.csr)
@@ -93,7 +98,7 @@ struct IstioCertificateService: RegistrableRPCService {
             }
             reachedAuthority = true
             let issued = try await api.ca.issue(
-                IssuanceRequest(csr: csr, identity: identity, ttl: lifetime.ttl), requester: requester)
+                IssuanceRequest(csr: csr, identity: identity, ttl: ttl), requester: requester)
             let authorities = try await api.ca.snapshot().authorities
             api.logger.info(
                 "issued",
@@ -115,13 +120,12 @@ struct IstioCertificateService: RegistrableRPCService {
         }
     }
 
-    /// The lifetime to grant for `requested` seconds: 0 is the policy default (nil), more than `maximum` is cut
-    /// to it; what is below the policy minimum is left for the policy to refuse.
-    static func lifetime(requested: Int64, maximum: Duration) throws -> (ttl: Duration?, granted: String) {
+    /// The lifetime to grant for `requested` seconds (0: the policy's `default`), cut to `maximum` (the policy
+    /// maximum or the signing authority's remaining life, whichever is shorter). What is below the policy minimum
+    /// is left for the policy to refuse.
+    static func lifetime(requested: Int64, default: Duration, maximum: Duration) throws -> Duration {
         guard requested >= 0 else { throw CAError(.ttlOutOfRange, reason: "validity_duration is negative") }
-        guard requested > 0 else { return (nil, "default") }
-        let ttl = min(Duration.seconds(requested), maximum)
-        return (ttl, "\(ttl.wholeSeconds)s")
+        return min(requested == 0 ? `default` : .seconds(requested), maximum)
     }
 
     /// Every root of the trust bundle, as one PEM entry (Istio reads the last entry of `cert_chain` as its roots),

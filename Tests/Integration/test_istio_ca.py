@@ -130,9 +130,25 @@ def test_a_lifetime_above_the_maximum_is_granted_the_maximum_and_recorded(sigil,
     assert record["reason"] == "istio cluster=Kubernetes ttl_requested=604800s ttl_granted=86400s"
 
 
-def test_no_lifetime_is_the_policy_default(server, client, issuer):
+def test_a_lifetime_past_the_signing_authority_is_cut_to_its_end(sigil, start_server, issuer, tmp_path):
+    """With 12-hour intermediates, the 24 h Istio's agent asks for would outlive the signer: granted up to its end."""
+    config = tmp_path / "sigil.json"
+    config.write_text(json.dumps({"authority": {"intermediate_ttl": "12h"}}))
+    server = serve(start_server, tmp_path, issuer, "--config", config)
+    with IstioClient(server) as client:
+        leaf = leaf_of(client.create(python_csr()[0], istio_token(issuer), ttl=86400))
+    assert 11 * 3600 < lifetime(leaf) <= 12 * 3600 + 30
+    [record] = records(sigil, server, serial=format(leaf.serial_number, "x").rjust(30, "0"))
+    granted = int(record["reason"].split("ttl_granted=")[1].rstrip("s"))
+    assert record["reason"].startswith("istio cluster=Kubernetes ttl_requested=86400s ") and granted < 12 * 3600
+
+
+def test_no_lifetime_is_the_policy_default(sigil, server, client, issuer):
     csr, _ = python_csr()
-    assert lifetime(leaf_of(client.create(csr, istio_token(issuer), ttl=0))) == 3600 + 30
+    leaf = leaf_of(client.create(csr, istio_token(issuer), ttl=0))
+    assert lifetime(leaf) == 3600 + 30
+    [record] = records(sigil, server, serial=format(leaf.serial_number, "x").rjust(30, "0"))
+    assert record["reason"] == "istio cluster=Kubernetes ttl_requested=0s ttl_granted=3600s"
 
 
 def test_cluster_id_comes_from_the_request_metadata_when_no_header_names_it(sigil, server, client, issuer):
