@@ -104,6 +104,7 @@ cold_existing = median([c["total_ms"] for c in cold["existing"]])
 agent_median = median(agent)
 agent_socket = load(f"{raw}/agent-socket.json")
 istio = load(f"{raw}/istio.json")
+console = load(f"{raw}/console.json")
 
 ratios = {
     "sigil_best_over_ceiling": ratio(sb["issued_per_second"], ceiling),
@@ -149,6 +150,10 @@ if agent_socket:
     target("agent RSS with 10 open streams ≤ 40 MiB",
            f"{rss10:.1f} MiB (idle {agent_socket['rss_idle_mib']:.1f}; anonymous {agent_socket['rss_anon_10_streams_mib']:.1f}, "
            f"file-backed {agent_socket['rss_file_10_streams_mib']:.1f})", "≤ 40 MiB", rss10 <= 40)
+if console:
+    worst = max(console["pages"].items(), key=lambda item: item[1]["p50_ms"])
+    target(f"trust console page render ≤ 200 ms with {console['certificates']:,} live certificates (server time, median)",
+           f"{worst[1]['p50_ms']:.0f} ms ({worst[0]}, the slowest page)", "≤ 200 ms", worst[1]["p50_ms"] <= 200)
 store_before = load(f"{raw}/store-after-load.json")
 store_seeded = load(f"{raw}/store-seeded.json")
 if seeded and 64 in s_levels:
@@ -165,7 +170,7 @@ result = {
     "meta": meta, "machine_busy_before": load(f"{raw}/quiet.json"), "crypto": crypto, "sigil": sigil, "cfssl_nodb": nodb, "cfssl_db": withdb,
     "cfssl_db_store": load(f"{raw}/cfssl-db.json"), "sigil_seeded": seeded,
     "store_after_load": store_before, "store_seeded": store_seeded,
-    "cold_start": cold, "agent_once_ms": agent, "agent_socket": agent_socket, "istio": istio, "ratios": ratios, "targets": targets,
+    "cold_start": cold, "agent_once_ms": agent, "agent_socket": agent_socket, "istio": istio, "console": console, "ratios": ratios, "targets": targets,
 }
 
 # Markdown.
@@ -238,6 +243,13 @@ if istio:
     md.append(f"| Istio `CreateCertificate` (grpcio asyncio, one TLS channel; Benchmarks/istio_load.py) | "
               f"{istio['certs_per_second']:,.0f} | {istio['p50_ms']:.1f} | {istio['p99_ms']:.1f} | "
               f"{sum(istio['errors'].values())} |")
+if console:
+    md.append("")
+    md.append(f"| console page ({console['certificates']:,} live certificates, {console['audit_records']:,} audit records) | "
+              "server ms, median | max | bytes |")
+    md.append("|---|---:|---:|---:|")
+    for page, figures in console["pages"].items():
+        md.append(f"| `/ui/{page}` | {figures['p50_ms']:.1f} | {figures['max_ms']:.1f} | {figures['bytes']:,} |")
 if seeded and store_seeded:
     md.append(f"| restart on the seeded store ({store_seeded['certificates']:,} certificates, {store_seeded['audit']:,} audit records) → listening | "
               f"{store_seeded['start_to_listening_ms']} | |")

@@ -206,3 +206,36 @@ public struct AdminRevokedCertificate: Codable, Sendable, Equatable {
         case inCRL = "in_crl"
     }
 }
+
+/// `POST /admin/console-login`: a one-time login URL for the trust console.
+public struct AdminConsoleLoginRequest: Codable, Sendable, Equatable {
+    /// How long the URL may wait to be opened; at most (and by default) 300.
+    public let ttlSeconds: Int?
+    public let reason: String?
+
+    public init(ttlSeconds: Int?, reason: String?) {
+        self.ttlSeconds = ttlSeconds
+        self.reason = reason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case reason
+        case ttlSeconds = "ttl_seconds"
+    }
+}
+
+public struct AdminConsoleLoginResponse: Codable, Sendable, Equatable {
+    /// `https://<server>/ui/login#token=…`: opened once, it becomes an operator session of 8 hours.
+    public let url: String
+    public let expiresAt: String
+
+    public init(url: String, expiresAt: String) {
+        self.url = url
+        self.expiresAt = expiresAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case url
+        case expiresAt = "expires_at"
+    }
+}

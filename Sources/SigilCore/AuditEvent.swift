@@ -10,6 +10,8 @@ public enum AuditAction: String, Sendable, Codable, CaseIterable {
     case adminRotate = "admin_rotate"
     case adminRevoke = "admin_revoke"
     case adminTaint = "admin_taint"
+    /// An operator minted a one-time trust console login (`sigil admin console-login`).
+    case adminConsoleLogin = "admin_console_login"
     case start, stop
     case keyImport = "key_import"
     /// The sealed private key of an authority that no longer signs was erased (its certificate stays).
@@ -20,6 +22,11 @@ public enum AuditAction: String, Sendable, Codable, CaseIterable {
     case denySummary = "deny_summary"
     /// A stored row failed its integrity check and was ignored.
     case integrity
+    /// An operator exchanged a one-time login of `sigil admin console-login` for a trust console session.
+    case consoleLogin = "console_login"
+    case consoleLogout = "console_logout"
+    /// An operator exported audit records from the trust console.
+    case consoleExport = "console_export"
 }
 
 public enum AuditOutcome: String, Sendable, Codable {
@@ -319,12 +326,15 @@ public struct AuditQuery: Sendable, Equatable {
     public var outcome: AuditOutcome?
     public var afterSequence: Int64
     public var limit: Int
+    /// The newest `limit` matching records, newest first (instead of the oldest, in chain order).
+    public var newestFirst: Bool
 
     public init(
         since: Date? = nil, until: Date? = nil, subject: String? = nil, serial: String? = nil,
         action: AuditAction? = nil,
-        outcome: AuditOutcome? = nil, afterSequence: Int64 = 0, limit: Int = 1000
+        outcome: AuditOutcome? = nil, afterSequence: Int64 = 0, limit: Int = 1000, newestFirst: Bool = false
     ) {
+        self.newestFirst = newestFirst
         self.since = since
         self.until = until
         self.subject = subject

@@ -60,6 +60,15 @@ public struct RotationPlanner: Sendable {
 
     public init(policy: RotationPolicy = RotationPolicy()) { self.policy = policy }
 
+    /// When the successor of an authority valid from `notBefore` to `notAfter` is prepared and activated.
+    public func schedule(notBefore: Date, notAfter: Date) -> (prepareAt: Date, activateAt: Date) {
+        let lifetime = notAfter.timeIntervalSince(notBefore)
+        return (
+            notAfter.addingTimeInterval(-lifetime * policy.prepareAtRemaining),
+            notAfter.addingTimeInterval(-lifetime * policy.activateAtRemaining)
+        )
+    }
+
     public func action(for slot: AuthoritySlot, at now: Date) -> RotationAction {
         guard let active = slot.active else { return .renew(reason: "no active authority") }
         if now >= active.notAfter { return .renew(reason: "active authority expired") }
@@ -69,9 +78,7 @@ public struct RotationPlanner: Sendable {
             return slot.prepared != nil
                 ? .activateNext : .renew(reason: "remaining lifetime shorter than a default leaf")
         }
-        let lifetime = active.notAfter.timeIntervalSince(active.notBefore)
-        let prepareAt = active.notAfter.addingTimeInterval(-lifetime * policy.prepareAtRemaining)
-        let activateAt = active.notAfter.addingTimeInterval(-lifetime * policy.activateAtRemaining)
+        let (prepareAt, activateAt) = schedule(notBefore: active.notBefore, notAfter: active.notAfter)
         let leafDeadline = active.notAfter.addingTimeInterval(-slot.minimumRemaining.timeInterval)
         if now >= activateAt {
             return slot.prepared == nil ? .prepareNext : .activateNext

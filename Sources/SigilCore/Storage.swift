@@ -125,6 +125,47 @@ public protocol CertificateInventory: Sendable {
     func revokeCertificate(serial: SerialNumber, at time: Date, audit: [AuditEvent]) async throws -> InventoryRecord
     /// Revoked certificates of `authorityID` that have not expired at `time` (what its CRL lists).
     func revokedCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord]
+    /// Live certificates of known authorities by identity, with how many expire within each of `horizons`.
+    func liveIdentities(at time: Date, expiringWithin horizons: [Duration]) async throws -> [IdentitySummary]
+}
+
+/// The live certificates of one identity (the trust console's workloads page).
+public struct IdentitySummary: Sendable, Equatable {
+    public let spiffeID: String
+    public let live: Int
+    public let soonestExpiry: Date
+    /// Per horizon asked for, how many of them expire within it.
+    public let expiringWithin: [Int]
+
+    /// Namespace and service account of a `…/ns/<namespace>/sa/<service-account>` ID; nil for other IDs.
+    public let namespace: String?
+    public let serviceAccount: String?
+
+    public init(spiffeID: String, live: Int, soonestExpiry: Date, expiringWithin: [Int]) {
+        self.spiffeID = spiffeID
+        self.live = live
+        self.soonestExpiry = soonestExpiry
+        self.expiringWithin = expiringWithin
+        let workload = (try? SPIFFEID(parsing: spiffeID)).flatMap(WorkloadIdentity.init)
+        namespace = workload?.namespace
+        serviceAccount = workload?.serviceAccount
+    }
+}
+
+/// Audit records of one action and code in one minute (the trust console's activity page).
+public struct AuditCount: Sendable, Equatable {
+    /// Minutes since 1970.
+    public let minute: Int64
+    public let action: AuditAction
+    public let code: String?
+    public let count: Int
+
+    public init(minute: Int64, action: AuditAction, code: String?, count: Int) {
+        self.minute = minute
+        self.action = action
+        self.code = code
+        self.count = count
+    }
 }
 
 /// The audit log, a chain of keyed links (`AuditRecord`). Appends are serialised so the chain stays linear
@@ -135,8 +176,10 @@ public protocol AuditStore: Sendable {
     /// Records an issued certificate and its audit event in one durable transaction: neither exists without
     /// the other, and the certificate may leave only after this returns.
     func commitIssuance(_ inventory: InventoryRecord, event: AuditEvent) async throws -> AuditRecord
-    /// Records matching `query`, in sequence order.
+    /// Records matching `query`, in sequence order (newest first with `newestFirst`).
     func auditRecords(_ query: AuditQuery) async throws -> [AuditRecord]
+    /// Counts of issue, renew and deny records since `since`, by minute, action and code.
+    func auditCounts(since: Date) async throws -> [AuditCount]
     /// The per-deployment audit key (created on first use, kept sealed in the store): token HMACs use it, and
     /// the chain links use the key derived from it (`AuditChainKey`).
     func auditKey() async throws -> [UInt8]

@@ -15,8 +15,13 @@ final class AdminAPI: Sendable {
     let clock: any WallClock
     let logger: Logger
     let leaseName: String
+    let console: TrustConsole
 
-    init(ca: CertificateAuthority, store: any CAStore, clock: any WallClock, logger: Logger, leaseName: String) {
+    init(
+        ca: CertificateAuthority, store: any CAStore, clock: any WallClock, logger: Logger, leaseName: String,
+        console: TrustConsole
+    ) {
+        self.console = console
         self.ca = ca
         self.store = store
         self.clock = clock
@@ -30,6 +35,30 @@ final class AdminAPI: Sendable {
         router.post("/admin/rotate") { request, context in try await self.rotate(request, context: context) }
         router.post("/admin/revoke") { request, context in try await self.revoke(request, context: context) }
         router.post("/admin/taint") { request, context in try await self.taint(request, context: context) }
+        router.post("/admin/console-login") { request, context in try await self.consoleLogin(request, context: context)
+        }
+    }
+
+    /// A one-time login URL for the trust console, for whoever may use this socket.
+    func consoleLogin(_ request: Request, context: SigilRequestContext) async throws -> Response {
+        let body = try await decode(AdminConsoleLoginRequest.self, request)
+        let lifetime = Duration.seconds(body.ttlSeconds ?? Int(ConsoleSessions.maxLoginLifetime.wholeSeconds))
+        guard lifetime > .zero, lifetime <= ConsoleSessions.maxLoginLifetime else {
+            throw CAError(.badRequest, reason: "ttl_seconds must be 1…\(ConsoleSessions.maxLoginLifetime.wholeSeconds)")
+        }
+        guard let base = console.baseURL else {
+            throw CAError(.noActiveAuthority, reason: "the HTTPS listener is not up yet")
+        }
+        let actor = try await actor(context)
+        let login = try console.sessions.mintLogin(actor: actor, lifetime: lifetime)
+        try await ca.audit(
+            .adminConsoleLogin, actor: actor,
+            reason:
+                "\(body.reason.map { $0.isEmpty ? "console login" : $0 } ?? "console login"); valid until \(SigilAPI.rfc3339(login.expiresAt)), once"
+        )
+        return try SigilAPI.json(
+            AdminConsoleLoginResponse(
+                url: "\(base)/ui/login#token=\(login.token)", expiresAt: SigilAPI.rfc3339(login.expiresAt)))
     }
 
     func status(_ context: SigilRequestContext) async throws -> Response {

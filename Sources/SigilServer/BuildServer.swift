@@ -124,6 +124,8 @@ public func buildServer(
         configuration: configuration, clock: clock, logger: logger)
     let router = Router(context: SigilRequestContext.self)
     api.addRoutes(to: router)
+    let console = TrustConsole(api: api, sessions: ConsoleSessions(clock: clock))
+    console.addRoutes(to: router)
     let requestTimeout = configuration.requestTimeout
     let http = HTTP1Channel.Configuration(
         additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout, logger: logger)],
@@ -137,7 +139,11 @@ public func buildServer(
             ServerTLSChannel(base: HTTP1Channel(responder: responder, configuration: http), identity: identity)
         },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sigil"),
-        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
+        onServerRunning: { channel in
+            let port = channel.localAddress?.port ?? configuration.port
+            console.listening(host: configuration.tlsNames.first ?? configuration.host, port: port)
+            await onListening(port)
+        },
         logger: logger)
     let adminPath = configuration.adminSocket ?? directory.path + "/admin.sock"
     guard adminPath.utf8.count < 104 else {
@@ -146,8 +152,9 @@ public func buildServer(
     }
     unlink(adminPath)  // a stale socket from a crashed run
     let adminRouter = Router(context: SigilRequestContext.self)
-    AdminAPI(ca: ca, store: store, clock: clock, logger: logger, leaseName: RotationService.leaseName).addRoutes(
-        to: adminRouter)
+    AdminAPI(
+        ca: ca, store: store, clock: clock, logger: logger, leaseName: RotationService.leaseName, console: console
+    ).addRoutes(to: adminRouter)
     let admin = Application(
         router: adminRouter,
         configuration: .init(address: .unixDomainSocket(path: adminPath), serverName: "sigil-admin"),

@@ -113,7 +113,7 @@ struct IstioCertificateService: RegistrableRPCService {
             response.certChain = issued.chainPEM + [Self.roots(of: issued, in: authorities, at: api.clock.now)]
             return response
         } catch let refusal as CAError {
-            let error = await api.refusedIssuance(
+            let error = await api.answerRefusal(
                 refusal, requester: requester, reachedAuthority: reachedAuthority, auditRefusal: auditRefusal)
             api.metrics.request(route: Self.method, status: Int(error.code.httpStatus.code))
             throw RPCError(error)

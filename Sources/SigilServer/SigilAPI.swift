@@ -119,17 +119,17 @@ final class SigilAPI: Sendable {
                 status: .created, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: IssuanceResponse(issued, trustBundle: roots).json)))
         } catch let refusal as CAError {
-            throw await refusedIssuance(
+            throw await answerRefusal(
                 refusal, requester: requester, reachedAuthority: reachedAuthority, auditRefusal: auditRefusal)
         }
     }
 
-    /// The answer to an issuance refused with `refusal` (HTTPS or Istio's API). The authority audits its own
+    /// The answer to a request refused with `refusal` (an issuance on HTTPS or Istio's API, a console login). The authority audits its own
     /// decisions; refusals before it are audited here. No audit, no answer. Rate-limit refusals are audited once
     /// per key a minute (`auditRefusal` false otherwise; counted always): auditing each one durably would let a
     /// flood cost the CA a disk write per request. Refusals before authentication succeeded are audited within
     /// the denial budget, the rest counted and summarised.
-    func refusedIssuance(
+    func answerRefusal(
         _ refusal: CAError, requester: Requester, reachedAuthority: Bool, auditRefusal: Bool
     ) async -> CAError {
         var audit = !reachedAuthority && auditRefusal

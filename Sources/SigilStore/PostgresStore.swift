@@ -417,6 +417,15 @@ public final class PostgresStore: SigilStoreBackend {
         }
     }
 
+    public func liveIdentities(at time: Date, expiringWithin horizons: [Duration]) async throws -> [IdentitySummary] {
+        let values =
+            horizons.map { SQLValue.double((time + $0).timeIntervalSince1970) } + [.double(time.timeIntervalSince1970)]
+        return try await read { connection, logger in
+            try await Self.rows(connection, (StoreSQL.liveIdentities(horizons: horizons.count), values), logger)
+                .map { try StoreSQL.identitySummary($0, horizons: horizons.count) }
+        }
+    }
+
     public func liveCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord] {
         try await inventory(StoreSQL.liveByAuthority, [.text(authorityID), .double(time.timeIntervalSince1970)])
     }
@@ -446,6 +455,13 @@ public final class PostgresStore: SigilStoreBackend {
         let statement = StoreSQL.auditQuery(query)
         return try await read { connection, logger in
             try await Self.rows(connection, statement, logger).map(StoreSQL.auditRecord)
+        }
+    }
+
+    public func auditCounts(since: Date) async throws -> [AuditCount] {
+        try await read { connection, logger in
+            try await Self.rows(connection, (StoreSQL.auditCounts, [.int64(since.microsecondsSince1970)]), logger)
+                .compactMap(StoreSQL.auditCount)
         }
     }
 

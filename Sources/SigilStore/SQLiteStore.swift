@@ -165,6 +165,14 @@ public final class SQLiteStore: SigilStoreBackend {
         }
     }
 
+    public func auditCounts(since: Date) async throws -> [AuditCount] {
+        try await read { db in
+            try Row.fetchAll(
+                db, sql: StoreSQL.auditCounts, arguments: Self.arguments([.int64(since.microsecondsSince1970)])
+            ).compactMap(StoreSQL.auditCount)
+        }
+    }
+
     public func lastAuditRecord() async throws -> AuditRecord? {
         try await read { db in try Self.lastRecord(db) }
     }
@@ -309,6 +317,17 @@ public final class SQLiteStore: SigilStoreBackend {
                 db, sql: StoreSQL.liveCounts, arguments: Self.arguments([.double(time.timeIntervalSince1970)]))
             return Dictionary(
                 uniqueKeysWithValues: try rows.map { (try $0.text("authority_id"), Int(try $0.int64("n"))) })
+        }
+    }
+
+    public func liveIdentities(at time: Date, expiringWithin horizons: [Duration]) async throws -> [IdentitySummary] {
+        let values =
+            horizons.map { SQLValue.double((time + $0).timeIntervalSince1970) } + [.double(time.timeIntervalSince1970)]
+        return try await read { db in
+            try Row.fetchAll(
+                db, sql: StoreSQL.liveIdentities(horizons: horizons.count), arguments: Self.arguments(values)
+            )
+            .map { try StoreSQL.identitySummary($0, horizons: horizons.count) }
         }
     }
 

@@ -136,6 +136,36 @@ enum StoreSQL {
         ORDER BY issued_at
         """
 
+    /// Per live identity of a known authority: its count, soonest expiry, and one count per horizon (the `?`s
+    /// after the first are the horizons' ends).
+    static func liveIdentities(horizons: Int) -> String {
+        let within = (0..<horizons).map { ", SUM(CASE WHEN not_after <= ? THEN 1 ELSE 0 END) AS within_\($0)" }.joined()
+        return """
+            SELECT spiffe_id, COUNT(*) AS n, MIN(not_after) AS soonest\(within) FROM certificates
+            WHERE authority_id IN (SELECT id FROM authorities) AND not_after > ? AND revoked_at IS NULL
+            GROUP BY spiffe_id ORDER BY spiffe_id
+            """
+    }
+
+    static func identitySummary(_ row: some StoreRow, horizons: Int) throws -> IdentitySummary {
+        IdentitySummary(
+            spiffeID: try row.text("spiffe_id"), live: Int(try row.int64("n")),
+            soonestExpiry: Date(timeIntervalSince1970: try row.double("soonest")),
+            expiringWithin: try (0..<horizons).map { Int(try row.int64("within_\($0)")) })
+    }
+
+    static let auditCounts = """
+        SELECT action, code, time_us / 60000000 AS minute, COUNT(*) AS n FROM audit
+        WHERE time_us >= ? AND action IN ('issue', 'renew', 'deny') GROUP BY action, code, time_us / 60000000
+        """
+
+    static func auditCount(_ row: some StoreRow) throws -> AuditCount? {
+        guard let action = AuditAction(rawValue: try row.text("action")) else { return nil }
+        return AuditCount(
+            minute: try row.int64("minute"), action: action, code: try row.optionalText("code"),
+            count: Int(try row.int64("n")))
+    }
+
     static func inventory(_ row: some StoreRow) throws -> InventoryRecord {
         guard let serial = SerialNumber(hex: try row.text("serial")) else {
             throw StorageError(.corrupt, reason: "bad serial in inventory")
@@ -192,7 +222,7 @@ enum StoreSQL {
         if let action = query.action { add("action = ?", .text(action.rawValue)) }
         if let outcome = query.outcome { add("outcome = ?", .text(outcome.rawValue)) }
         return (
-            "SELECT * FROM audit WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT \(max(1, query.limit))",
+            "SELECT * FROM audit WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq\(query.newestFirst ? " DESC" : "") LIMIT \(max(1, query.limit))",
             arguments
         )
     }

@@ -136,5 +136,12 @@ enum StoreSchema {
                 "ALTER TABLE certificates ADD COLUMN authenticated_at {REAL}",
                 "CREATE INDEX certificates_revoked ON certificates(authority_id) WHERE revoked_at IS NOT NULL",
             ]),
+        // The trust console's timeline reads the taint and revoke records: a partial index holds only those (no
+        // cost to an issuance), so the timeline does not scan the whole audit log.
+        Migration(
+            name: "v6-authority-events",
+            statements: [
+                "CREATE INDEX audit_authority_events ON audit(action, seq) WHERE action = 'taint' OR action = 'revoke'"
+            ]),
     ]
 }

@@ -134,6 +134,19 @@ public actor InMemoryStore: CAStore {
         live(at: time).reduce(into: [:]) { counts, record in counts[record.authorityID, default: 0] += 1 }
     }
 
+    public func liveIdentities(at time: Date, expiringWithin horizons: [Duration]) async throws -> [IdentitySummary] {
+        let known = Set(records.keys)
+        return Dictionary(
+            grouping: live(at: time).filter { known.contains($0.authorityID) }, by: \.spiffeID.description
+        )
+        .map { identity, certificates in
+            IdentitySummary(
+                spiffeID: identity, live: certificates.count,
+                soonestExpiry: certificates.map(\.notAfter).min() ?? time,
+                expiringWithin: horizons.map { horizon in certificates.filter { $0.notAfter <= time + horizon }.count })
+        }.sorted { $0.spiffeID < $1.spiffeID }
+    }
+
     public func liveCertificates(authorityID: String, at time: Date) async throws -> [InventoryRecord] {
         live(at: time).filter { $0.authorityID == authorityID }
     }
@@ -192,7 +205,19 @@ public actor InMemoryStore: CAStore {
                 && query.action.map { event.action == $0 } != false
                 && query.outcome.map { event.outcome == $0 } != false
         }
-        return Array(matching.prefix(max(1, query.limit)))
+        return Array((query.newestFirst ? matching.reversed() : matching).prefix(max(1, query.limit)))
+    }
+
+    public func auditCounts(since: Date) async throws -> [AuditCount] {
+        var counts: [String: AuditCount] = [:]
+        for record in audit where record.event.time >= since && [.issue, .renew, .deny].contains(record.event.action) {
+            let event = record.event
+            let minute = event.time.microsecondsSince1970 / 60_000_000
+            let key = "\(minute) \(event.action.rawValue) \(event.code ?? "")"
+            counts[key] = AuditCount(
+                minute: minute, action: event.action, code: event.code, count: (counts[key]?.count ?? 0) + 1)
+        }
+        return Array(counts.values)
     }
 
     public func auditKey() async throws -> [UInt8] { currentAuditKey() }

@@ -11,6 +11,7 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "admin", abstract: "Break-glass and rotation control over the server's admin socket.",
         subcommands: [
             AdminStatusCommand.self, AdminRotateCommand.self, AdminTaintCommand.self, AdminRevokeCommand.self,
+            AdminConsoleLoginCommand.self,
         ])
 }
 
@@ -86,6 +87,31 @@ struct AdminStatusCommand: AsyncParsableCommand {
                 "\(authority.id.padding(32))\(authority.state.padding(10))until \(authority.notAfter)  live \(authority.liveCertificates ?? 0)"
             )
         }
+    }
+}
+
+struct AdminConsoleLoginCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console-login",
+        abstract: "Print a one-time login URL for the trust console's operator pages.",
+        discussion: """
+            The URL (https://<first --tls-name>:<port>/ui/login#token=…) works once, within --ttl (at most 5m), on the \
+            server that printed it; it becomes a session of 8 hours. Minting it is audited (admin_console_login), and \
+            so are the login, the logout and every export.
+            """)
+    @OptionGroup var admin: AdminSocketOption
+    @Option(help: "How long the URL may wait to be opened (at most 5m).") var ttl: String = "5m"
+    @Option(help: "Why (recorded in the audit log).") var reason: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let seconds = try parseDuration(ttl, flag: "--ttl").wholeSeconds
+        let login = try await admin.call(
+            "/admin/console-login", body: AdminConsoleLoginRequest(ttlSeconds: Int(seconds), reason: reason),
+            as: AdminConsoleLoginResponse.self)
+        if json { return try printJSON(login) }
+        print(login.url)
+        FileHandle.standardError.write(Data("valid once, until \(login.expiresAt)\n".utf8))
     }
 }
 

@@ -32,11 +32,7 @@ struct AuditFilterOptions: ParsableArguments {
     func query(afterSequence: Int64 = 0, limit: Int = AuditFilterOptions.pageSize) throws -> AuditQuery {
         func date(_ text: String?, _ flag: String) throws -> Date? {
             guard let text else { return nil }
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime]
-            if let date = formatter.date(from: text) { return date }
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            guard let date = formatter.date(from: text) else {
+            guard let date = Timestamp.parse(text) else {
                 throw ValidationError("\(flag) \(text) is not an RFC 3339 time")
             }
             return date

@@ -17,24 +17,31 @@ struct InspectTreeCommand: AsyncParsableCommand {
         commandName: "tree", abstract: "Authorities as a tree: state, key, fingerprints, validity, live certificates.")
 
     @OptionGroup var data: DataDirectoryOption
+    @Option(
+        help:
+            "A running server's URL (https://host:port): show its GET /v1/authorities instead of reading --data-dir (no live counts)."
+    )
+    var server: String?
+    @Option(help: "PEM roots to verify --server with. [default: <data dir>/bundle.pem]") var caBundle: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let ca = try await LocalCA.open(data)
-        let now = ca.clock.now
-        let snapshot = try await ca.authority.snapshot()
-        let counts = try await ca.store.liveCounts(at: now)
-        let views = AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now)
-        if json {
-            print(
-                try Format.json(
-                    AuthoritiesResponse(
-                        trustDomain: ca.configuration.trustDomain.name,
-                        bundleSequence: snapshot.bundleSequence(at: now), authorities: views)))
-            return
+        let response: AuthoritiesResponse
+        let now = SystemClock().now
+        if let server {
+            response = try await Self.fetch(server, bundle: caBundle ?? data.dataDir + "/bundle.pem")
+        } else {
+            let ca = try await LocalCA.open(data)
+            let snapshot = try await ca.authority.snapshot()
+            let counts = try await ca.store.liveCounts(at: now)
+            response = AuthoritiesResponse(
+                trustDomain: ca.configuration.trustDomain.name, bundleSequence: snapshot.bundleSequence(at: now),
+                authorities: AuthorityView.all(snapshot.authorities, liveCounts: counts, now: now))
         }
+        if json { return print(try Format.json(response)) }
+        let views = response.authorities
         print(
-            "Trust domain \(ca.configuration.trustDomain)  ·  bundle sequence \(snapshot.bundleSequence(at: now))  ·  \(Format.date(now))"
+            "Trust domain \(response.trustDomain)  ·  bundle sequence \(response.bundleSequence)  ·  \(Format.date(now))\(server.map { "  ·  from \($0)" } ?? "")"
         )
         func show(_ view: AuthorityView, indent: String) {
             let marker = indent.isEmpty ? "" : "└─ "
@@ -43,18 +50,54 @@ struct InspectTreeCommand: AsyncParsableCommand {
             )
             let pad = indent + (indent.isEmpty ? "   " : "      ")
             print("\(pad)subject   \(view.subject)")
-            let left = view.secondsLeft.map { $0 > 0 ? Duration.seconds($0).humanReadable + " left" : "expired" } ?? ""
+            let left =
+                (view.secondsLeft ?? Timestamp.parse(view.notAfter).map { Int64($0.timeIntervalSince(now)) }).map {
+                    $0 > 0 ? Duration.seconds($0).humanReadable + " left" : "expired"
+                } ?? ""
             print("\(pad)valid     \(view.notBefore) → \(view.notAfter)  (\(left))")
             print("\(pad)sha256    \(Format.fingerprint(view.sha256Fingerprint))")
             print(
                 "\(pad)key       sha256 \(view.publicKeySHA256)\(view.keyStored == false ? "  (private key erased: signs nothing)" : "")"
             )
-            if view.role == "intermediate" { print("\(pad)live      \(view.liveCertificates ?? 0) certificate(s)") }
+            if view.role == "intermediate", let live = view.liveCertificates {
+                print("\(pad)live      \(live) certificate(s)")
+            }
             for child in views where child.parentID == view.id && child.id != view.id {
                 show(child, indent: pad)
             }
         }
         for root in views where root.parentID == nil { show(root, indent: "") }
+    }
+
+    /// `GET <server>/v1/authorities`, verified against `bundle`.
+    static func fetch(_ server: String, bundle: String) async throws -> AuthoritiesResponse {
+        guard server.lowercased().hasPrefix("https://") else {
+            throw CLIError("configuration_invalid", "--server \(server) is not an https:// URL")
+        }
+        guard let trust = try? String(contentsOfFile: bundle, encoding: .utf8) else {
+            throw CLIError("not_found", "cannot read the CA bundle \(bundle) (set --ca-bundle)")
+        }
+        let client: HTTPSClient
+        do {
+            client = try HTTPSClient(trust: trust)
+        } catch {
+            throw CLIError("configuration_invalid", "\(bundle) holds no PEM certificates")
+        }
+        let base = server.hasSuffix("/") ? String(server.dropLast()) : server
+        let answer: HTTPSResponse
+        do {
+            answer = try await client.perform("GET", base + "/v1/authorities", timeout: .seconds(30))
+        } catch {
+            throw CLIError("unavailable", "\(server) did not answer: \(error)")
+        }
+        guard answer.status == 200 else {
+            throw CLIError("unavailable", "\(server)/v1/authorities answered HTTP \(answer.status)")
+        }
+        do {
+            return try JSONDecoder().decode(AuthoritiesResponse.self, from: Data(answer.body))
+        } catch {
+            throw CLIError("bad_response", "\(server)/v1/authorities is not an authorities document")
+        }
     }
 }
 

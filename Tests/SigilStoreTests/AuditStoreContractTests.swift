@@ -136,6 +136,34 @@ struct AuditStoreContractTests {
             #expect(try await sequences(AuditQuery(afterSequence: 3)) == [4, 5])
             #expect(try await sequences(AuditQuery(afterSequence: 1, limit: 2)) == [2, 3])
             #expect(try await sequences(AuditQuery(action: .issue, outcome: .failure)).isEmpty)
+            #expect(try await sequences(AuditQuery(limit: 2, newestFirst: true)) == [5, 4])
+            #expect(try await sequences(AuditQuery(action: .issue, newestFirst: true)) == [4, 2])
+        }
+    }
+
+    @Test("counts group issue, renew and deny records by minute, action and code", arguments: StoreFactory.all)
+    func counts(_ factory: StoreFactory) async throws {
+        try await factory.withStore { subject async throws in
+            let store = subject.store
+            let minute = Self.now.microsecondsSince1970 / 60_000_000
+            func at(_ seconds: Int64, _ action: AuditAction, _ code: String? = nil) -> AuditEvent {
+                var event = Self.event(0, action: action, outcome: code == nil ? .success : .failure)
+                event.time = Date(timeIntervalSince1970: Double(minute * 60 + seconds))
+                event.code = code
+                return event
+            }
+            for event in [
+                at(-60, .issue), at(1, .issue), at(2, .issue), at(3, .renew), at(4, .deny, "token_expired"),
+                at(5, .deny, "token_expired"), at(6, .deny, "rate_limited"), at(61, .issue), at(7, .rotate),
+            ] {
+                _ = try await store.appendAudit(event)
+            }
+            let counts = try await store.auditCounts(since: Date(timeIntervalSince1970: Double(minute * 60)))
+            let seen = Set(counts.map { "\($0.minute - minute) \($0.action.rawValue) \($0.code ?? "-") \($0.count)" })
+            #expect(
+                seen == [
+                    "0 issue - 2", "0 renew - 1", "0 deny token_expired 2", "0 deny rate_limited 1", "1 issue - 1",
+                ])
         }
     }
 

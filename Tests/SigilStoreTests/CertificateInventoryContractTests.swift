@@ -60,6 +60,34 @@ struct CertificateInventoryContractTests {
         }
     }
 
+    @Test("live identities count live certificates and those expiring within each horizon", arguments: StoreFactory.all)
+    func liveIdentities(_ factory: StoreFactory) async throws {
+        let records = [
+            try Self.record(authority: pki.intermediate, lifetime: 600),
+            try Self.record(authority: next, lifetime: 3600),
+            try Self.record(authority: next, lifetime: 120),
+            try Self.record(Self.db, authority: pki.intermediate, lifetime: 7200),
+            try Self.record(Self.db, authority: pki.intermediate, revokedAt: Self.now),
+            try Self.record(Self.db, authority: pki.intermediate, lifetime: -10),
+        ]
+        try await withAuthorities(factory) { store async throws in
+            #expect(try await store.liveIdentities(at: Self.now, expiringWithin: [.seconds(300)]).isEmpty)
+            for record in records { try await store.recordIssued(record) }
+            let summaries = try await store.liveIdentities(
+                at: Self.now, expiringWithin: [.seconds(300), .seconds(900), .seconds(3600)])
+            #expect(
+                summaries == [
+                    IdentitySummary(
+                        spiffeID: Self.db.description, live: 1, soonestExpiry: Self.now + .seconds(7200),
+                        expiringWithin: [0, 0, 0]),
+                    IdentitySummary(
+                        spiffeID: Self.web.description, live: 3, soonestExpiry: Self.now + .seconds(120),
+                        expiringWithin: [1, 2, 3]),
+                ])
+            #expect(summaries[1].namespace == "default" && summaries[1].serviceAccount == "web")
+        }
+    }
+
     @Test("live counts group unexpired, unrevoked certificates by authority", arguments: StoreFactory.all)
     func liveCounts(_ factory: StoreFactory) async throws {
         let records = [

@@ -4,9 +4,10 @@
 
 # The Debian packages the build and the tests need: OpenSSL and SQLite headers for the Swift build,
 # sqlite3 and openssl commands for the integration tests, PostgreSQL 15 for the store contract tests,
-# python3-venv for the conformance kit's venv.
+# python3-venv for the conformance kit's venv, headless Chromium, its driver and NSS's certutil for the trust
+# console's browser tests.
 # shellcheck disable=SC2034 # used by scripts/test
-SIGIL_DEBIAN_PACKAGES=(libssl-dev libsqlite3-dev sqlite3 postgresql openssl curl python3-venv)
+SIGIL_DEBIAN_PACKAGES=(libssl-dev libsqlite3-dev sqlite3 postgresql openssl curl python3-venv chromium chromium-driver libnss3-tools)
 
 _debian_package_installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]

@@ -217,11 +217,13 @@ class SecretLedger:
         """A finished `sigil …` command: its output, and the files its flags name."""
         command = [str(a) for a in args[1:]]
         label = _shorten("$ sigil " + " ".join(command))
-        if command[:2] == ["dev", "token"]:
-            # Printing a token on stdout is what `sigil dev token` is for (README: TOKEN=$(sigil dev token …)):
-            # that stdout is registered as a secret, and is the one output not scanned. Its stderr is.
+        if command[:2] == ["dev", "token"] or command[:2] == ["admin", "console-login"]:
+            # Printing a token on stdout is what `sigil dev token` is for (README: TOKEN=$(sigil dev token …)), and
+            # a one-time login URL what `sigil admin console-login` is for: that stdout is registered as a secret
+            # (the URL's token), and is the one output not scanned. Its stderr is.
             if stdout.strip():
-                self.token(stdout, f"token from {label}")
+                secret = stdout.strip().split("token=")[-1] if "console-login" in command else stdout
+                self.token(secret, f"token from {label}")
         else:
             self.output(f"{label} (stdout)", stdout)
         self.output(f"{label} (stderr)", stderr)
