@@ -354,7 +354,7 @@ def test_envoy_accepts_an_istio_style_pair_for_mtls(server, client, issuer, tmp_
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False  # an SVID names a SPIFFE ID, checked below, not a host
     context.load_verify_locations(frontend / "root-cert.pem")
-    with Envoy(config, tmp_path / "envoy", name="istio-backend").start() as envoy:
+    with Envoy(config, tmp_path / "envoy", name="istio-backend") as envoy:
         envoy.wait_until_ready()
         context.load_cert_chain(frontend / "cert-chain.pem", frontend / "key.pem")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
