@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sqlite3
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "Harness"))
+from sigil_harness import SigilServer  # noqa: E402
 
 PAGES = ["chain", "timeline", "workloads", "activity", "audit", "audit?action=deny"]
 
@@ -66,18 +69,11 @@ def main() -> None:
     started = time.monotonic()
     seed(data / "sigil.db", args.certificates)
     seeded_s = time.monotonic() - started
-    server = subprocess.Popen(
-        [str(args.sigil), "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--log-level", "warning",
-         "--rate-limit-client", "1000000", "--rate-limit-client-burst", "1000000"],
-        stdout=subprocess.PIPE, stderr=open(args.work / "serve.stderr", "w"), text=True)
+    server = SigilServer(
+        args.sigil, data, "--log-level", "warning", "--rate-limit-client", "1000000", "--rate-limit-client-burst",
+        "1000000").start()
     try:
-        url = None
-        for line in server.stdout:
-            if match := re.match(r"sigil listening on https://127\.0\.0\.1:(\d+)", line):
-                url = f"https://localhost:{match[1]}"
-                break
-        if url is None:
-            raise SystemExit(f"sigil serve did not start: {(args.work / 'serve.stderr').read_text()[-2000:]}")
+        url = server.url.replace("127.0.0.1", "localhost")  # the name on the server's certificate
         login = subprocess.run([str(args.sigil), "admin", "console-login", "--socket", str(data / "admin.sock")],
                                check=True, capture_output=True, text=True).stdout.strip()
         session = requests.Session()
@@ -94,8 +90,7 @@ def main() -> None:
                 size = len(response.content)
             pages[page] = {"p50_ms": statistics.median(times), "max_ms": max(times), "bytes": size}
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
     result = {"certificates": args.certificates, "audit_records": args.certificates, "seed_s": round(seeded_s, 1),
               "requests_per_page": args.requests, "pages": pages,
               "worst_p50_ms": max(p["p50_ms"] for p in pages.values())}

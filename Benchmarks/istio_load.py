@@ -4,7 +4,7 @@ through grpcio's asyncio client (grpc C-core) on one TLS channel, as an Istio ag
 
 Usage: istio_load.py SIGIL_BIN WORK_DIR OUT_JSON [--concurrency 64] [--duration 20] [--warmup 3] [--identities 64]
 
-Starts its own `sigil serve --grpc-listen` (local mode, SQLite with durable audit, rate limits opened), mints one
+Starts its own `sigil serve --grpc-listen` (the test harness's `SigilServer`) (local mode, SQLite with durable audit, rate limits opened), mints one
 dev token per identity for audience istio-ca and one CSR per identity, then runs `concurrency` callers in a loop
 for `duration` seconds after `warmup`; writes {certs_per_second, p50_ms, p99_ms, errors, …} to OUT_JSON."""
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "Tests" / d) for d in ("Integration", "Harness")]
 from istio_support import stubs  # noqa: E402
+from sigil_harness import SigilServer  # noqa: E402
 
 
 def csr_for(identity: str) -> str:
@@ -80,19 +80,12 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / "pki"
-    server = subprocess.Popen(
-        [str(args.sigil), "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--grpc-listen",
-         "127.0.0.1:0", "--rate-limit-client", "1000000", "--rate-limit-client-burst", "1000000",
-         "--rate-limit-identity", "1000000", "--rate-limit-identity-burst", "1000000", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=open(args.work / "serve.stderr", "w"), text=True)
+    server = SigilServer(
+        args.sigil, data, "--grpc-listen", "127.0.0.1:0", "--rate-limit-client", "1000000",
+        "--rate-limit-client-burst", "1000000", "--rate-limit-identity", "1000000", "--rate-limit-identity-burst",
+        "1000000", "--log-level", "warning").start()
     try:
-        target = None
-        for line in server.stdout:
-            if match := re.match(r"sigil listening on grpcs://(\S+) \(Istio CA\)", line):
-                target = match[1]
-                break
-        if target is None:
-            raise SystemExit(f"sigil serve did not start: {(args.work / 'serve.stderr').read_text()[-2000:]}")
+        target = server.grpc_target
         calls = []
         for n in range(args.identities):
             account = f"load-{n}"
@@ -104,8 +97,7 @@ def main() -> None:
         result = asyncio.run(load(target, (data / "bundle.pem").read_bytes(), calls, args.concurrency,
                                   args.warmup, args.duration))
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 

@@ -480,3 +480,52 @@ public struct JSONObjectWriter {
         bytes.append(quote)
     }
 }
+
+extension AuditStore {
+    /// Calls `body` with every record `query(after)` matches, in chain order, a page at a time (a page shorter
+    /// than its query's limit ends the walk); returns the last sequence seen (or `afterSequence`).
+    @discardableResult
+    public func forEachAuditRecord(
+        after afterSequence: Int64 = 0, _ query: (Int64) throws -> AuditQuery, _ body: (AuditRecord) throws -> Void
+    ) async throws -> Int64 {
+        var after = afterSequence
+        while true {
+            let request = try query(after)
+            let page = try await auditRecords(request)
+            for record in page { try body(record) }
+            guard let last = page.last else { return after }
+            after = last.sequence
+            if page.count < max(1, request.limit) { return after }
+        }
+    }
+
+    /// The newest `count` records `query` matches, oldest first, and the newest one's sequence (0 when none), in
+    /// one read.
+    public func newestAuditRecords(
+        _ query: AuditQuery, count: Int
+    ) async throws -> (records: [AuditRecord], lastSequence: Int64) {
+        var newest = query
+        newest.newestFirst = true
+        newest.limit = max(1, count)
+        let records = try await auditRecords(newest)
+        return (Array(records.prefix(max(0, count)).reversed()), records.first?.sequence ?? 0)
+    }
+
+    /// Walks the whole chain from its first record under the store's chain key and names the first record that
+    /// breaks it; `body` sees each record before it is checked.
+    public func verifyAuditChain(
+        pageSize: Int = 5000, _ body: (AuditRecord) throws -> Void = { _ in }
+    ) async throws -> AuditVerification {
+        var verifier = AuditChainVerifier(key: AuditChainKey(auditKey: try await auditKey()))
+        var after: Int64 = 0
+        while true {
+            let page = try await auditRecords(AuditQuery(afterSequence: after, limit: pageSize))
+            for record in page {
+                try body(record)
+                if let problem = verifier.check(record) { return problem }
+            }
+            guard page.count == pageSize, let last = page.last else { return verifier.result }
+            after = last.sequence
+        }
+    }
+}

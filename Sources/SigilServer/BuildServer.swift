@@ -102,11 +102,13 @@ public func buildServer(
             "LOCAL MODE: no token source configured; tokens are checked against the development issuer in \(directory.path). Mint them with `sigil dev token`. Do not use in production."
         )
     }
+    // One verifier (one JWKS or TokenReview client, one cache) for every API's audience; each API checks its own.
+    let audiences = Set(
+        [configuration.tokenAudience] + (configuration.grpcListen == nil ? [] : [configuration.istioTokenAudience]))
     let cache = try makeTokenVerifier(
-        configuration, audience: configuration.tokenAudience, directory: directory, clock: clock, logger: logger,
-        services: &services)
+        configuration, audiences: audiences, directory: directory, clock: clock, logger: logger, services: &services)
 
-    let identity = ServerIdentity(names: configuration.tlsNames)
+    let identity = ServerIdentity(names: configuration.tlsNames, servesGRPC: configuration.grpcListen != nil)
     try identity.renew(with: try await ca.signingAuthority(), at: clock.now)
     let rotation = RotationService(
         ca: ca, store: store, identity: identity, metrics: metrics, directory: directory, clock: clock,
@@ -161,31 +163,27 @@ public func buildServer(
         onServerRunning: { _ in chmod(adminPath, 0o600) }, logger: logger)
     services.insert(contentsOf: [app, admin, rotation] as [any Service], at: 0)
     if let grpc = configuration.grpcListen {
-        let verifier = try makeTokenVerifier(
-            configuration, audience: configuration.istioTokenAudience, directory: directory, clock: clock,
-            logger: logger, services: &services)
         services.append(
             IstioCAServer(
                 listener: IstioListener(host: grpc.host, port: grpc.port, identity: identity),
-                service: IstioCertificateService(
-                    api: api, verifier: verifier, allowedClusters: configuration.istioClusterIDs),
+                service: IstioCertificateService(api: api, allowedClusters: configuration.istioClusterIDs),
                 configuration: configuration, onListening: onGRPCListening))
     }
     services.append(LifecycleAuditService(ca: ca))
     return SigilServerServices(services: services)
 }
 
-/// The token verifier for `audience` on the configured token source, behind a cache; appends the services it
+/// The token verifier for `audiences` on the configured token source, behind a cache; appends the services it
 /// needs (JWKS refresh, HTTP client shutdown) to `services`.
 private func makeTokenVerifier(
-    _ configuration: ServerConfiguration, audience: String, directory: DataDirectory, clock: any WallClock,
+    _ configuration: ServerConfiguration, audiences: Set<String>, directory: DataDirectory, clock: any WallClock,
     logger: Logger, services: inout [any Service]
 ) throws -> CachingTokenVerifier {
     let inner: any TokenVerifier
     var added: [any Service] = []
     func jwks(_ issuer: String, _ source: any JWKSSource) -> JWKSTokenVerifier {
         let verifier = JWKSTokenVerifier(
-            policy: TokenPolicy(issuer: issuer, audience: audience), source: source, clock: clock)
+            policy: TokenPolicy(issuer: issuer, audiences: audiences), source: source, clock: clock)
         added.append(
             JWKSRefreshService(
                 verifier: verifier, interval: configuration.tokenJWKSRefresh, clock: clock, logger: logger))
@@ -209,7 +207,7 @@ private func makeTokenVerifier(
         let client = try makeTokenSourceClient(caFile: caFile)
         added.append(HTTPClientService(client: client))
         inner = TokenReviewVerifier(
-            url: url, credentialFile: credentialFile, audience: audience, client: client, clock: clock)
+            url: url, credentialFile: credentialFile, audiences: audiences, client: client, clock: clock)
     }
     services += added
     return CachingTokenVerifier(inner, clock: clock, capacity: configuration.tokenCacheSize)

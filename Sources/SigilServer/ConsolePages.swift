@@ -21,6 +21,9 @@ enum ConsolePages {
         var needsSession: Bool { self == .workloads || self == .activity || self == .audit }
     }
 
+    /// `value` with one decimal, for SVG coordinates.
+    static func decimal(_ value: Double) -> String { String(format: "%.1f", value) }
+
     static func escape(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.utf8.count)
@@ -131,9 +134,8 @@ enum ConsolePages {
             let width = 960.0
             let left = 300.0
             let rowHeight = 28.0
-            func x(_ date: Date) -> String {
-                String(format: "%.1f", left + (width - left - 10) * date.timeIntervalSince(start) / span)
-            }
+            func position(_ date: Date) -> Double { left + (width - left - 10) * date.timeIntervalSince(start) / span }
+            func x(_ date: Date) -> String { decimal(position(date)) }
             let height = Double(group.count) * rowHeight + 40
             var svg =
                 "<svg class=\"timeline\" data-role=\"\(role)\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(role) authorities over time\">"
@@ -145,7 +147,7 @@ enum ConsolePages {
                 svg += """
                     <g class="bar state-\(escape(bar.state))" data-authority="\(escape(bar.id))" data-not-before="\(Timestamp.seconds(bar.notBefore))" data-not-after="\(Timestamp.seconds(bar.notAfter))" data-prepare-at="\(Timestamp.seconds(bar.prepareAt))" data-activate-at="\(Timestamp.seconds(bar.activateAt))">
                     <text class="label" x="4" y="\(y + 15)">\(escape(bar.id))</text>
-                    <rect x="\(x(bar.notBefore))" y="\(y)" width="\(String(format: "%.1f", max(2, Double(x(bar.notAfter))! - Double(x(bar.notBefore))!)))" height="20" rx="3"><title>\(escape(bar.id)) \(escape(bar.state)): \(times)</title></rect>
+                    <rect x="\(x(bar.notBefore))" y="\(y)" width="\(decimal(max(2, position(bar.notAfter) - position(bar.notBefore))))" height="20" rx="3"><title>\(escape(bar.id)) \(escape(bar.state)): \(times)</title></rect>
                     <line class="mark prepare" x1="\(x(bar.prepareAt))" x2="\(x(bar.prepareAt))" y1="\(y - 2)" y2="\(y + 22)"><title>successor prepared \(Timestamp.seconds(bar.prepareAt))</title></line>
                     <line class="mark activate" x1="\(x(bar.activateAt))" x2="\(x(bar.activateAt))" y1="\(y - 2)" y2="\(y + 22)"><title>successor activated \(Timestamp.seconds(bar.activateAt))</title></line>
                     """
@@ -255,16 +257,14 @@ enum ConsolePages {
         for index in 0..<minutes {
             let x = 10 + Double(index) * barWidth
             let at = Timestamp.seconds(Date(timeIntervalSince1970: Double(first + Int64(index)) * minute))
-            let issuedHeight = 130.0 * Double(issued[index]) / Double(peak)
-            let deniedHeight = 130.0 * Double(denied[index]) / Double(peak)
-            svg += String(
-                format:
-                    "<rect class=\"issued\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%@: %d issued</title></rect>",
-                x, 140 - issuedHeight, barWidth * 0.45, issuedHeight, at, issued[index])
-            svg += String(
-                format:
-                    "<rect class=\"denied\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%@: %d denied</title></rect>",
-                x + barWidth * 0.5, 140 - deniedHeight, barWidth * 0.45, deniedHeight, at, denied[index])
+            func bar(_ kind: String, offset: Double, count: Int) -> String {
+                let height = 130.0 * Double(count) / Double(peak)
+                return "<rect class=\"\(kind)\" x=\"\(decimal(x + offset))\" y=\"\(decimal(140 - height))\" "
+                    + "width=\"\(decimal(barWidth * 0.45))\" height=\"\(decimal(height))\"><title>\(at): \(count) \(kind)</title></rect>"
+            }
+            svg +=
+                bar("issued", offset: 0, count: issued[index])
+                + bar("denied", offset: barWidth * 0.5, count: denied[index])
         }
         svg +=
             "<text class=\"axis\" x=\"10\" y=\"156\">\(Timestamp.seconds(since))</text><text class=\"axis end\" x=\"950\" y=\"156\">now</text></svg>"

@@ -29,8 +29,6 @@ struct IstioCertificateService: RegistrableRPCService {
     static let method = "/istio.v1.auth.IstioCertificateService/CreateCertificate"
 
     let api: SigilAPI
-    /// Checks tokens for the Istio audience (the HTTPS API's verifier checks its own).
-    let verifier: any TokenVerifier
     /// When non-empty, the only ClusterIDs served.
     let allowedClusters: Set<String>
 
@@ -63,7 +61,8 @@ struct IstioCertificateService: RegistrableRPCService {
         var requester = Requester(
             actor: "anonymous", requestID: RequestID().description,
             clientAddress: metadata[stringValues: PeerIdentity.addressKey].first(where: { _ in true }))
-        requester.note = "istio cluster=\(SafeText.excerpt(cluster ?? "-"))"
+        let clusterNote = "istio cluster=\(SafeText.excerpt(cluster ?? "-"))"
+        requester.note = clusterNote
         var reachedAuthority = false
         var auditRefusal = true
         do {
@@ -73,7 +72,8 @@ struct IstioCertificateService: RegistrableRPCService {
                 throw CAError(.unauthenticated, reason: "more than one authorization header")
             }
             let identity = try await api.authenticate(
-                authorization: authorizations.first, verifier: verifier, requester: &requester
+                authorization: authorizations.first, audience: api.configuration.istioTokenAudience,
+                requester: &requester
             ) { try PeerIdentity.certificate(in: metadata) }
             try api.admitIdentity(identity, auditRefusal: &auditRefusal)
             let request = try decoded.get()
@@ -89,7 +89,8 @@ struct IstioCertificateService: RegistrableRPCService {
             let ttl = try Self.lifetime(
                 requested: request.validityDuration, default: policy.defaultTTL,
                 maximum: min(policy.maxTTL(for: identity), .seconds(Int64(max(0, signerLeft.rounded(.down))))))
-            requester.note! += " ttl_requested=\(request.validityDuration)s ttl_granted=\(ttl.wholeSeconds)s"
+            requester.note =
+                "\(clusterNote) ttl_requested=\(request.validityDuration)s ttl_granted=\(ttl.wholeSeconds)s"
             let csr: CertificateSigningRequest
             do {
                 csr = try CertificateSigningRequest(pem: request.csr)

@@ -21,25 +21,29 @@ public final class ServerIdentity: Sendable {
         let renewAt: Date
         /// HTTP/1.1 (no ALPN): the HTTPS API.
         let https: NIOSSLContext
-        /// ALPN `h2`, which gRPC clients require: Istio's CA API.
-        let grpc: NIOSSLContext
+        /// ALPN `h2`, which gRPC clients require: Istio's CA API, when it is served.
+        let grpc: NIOSSLContext?
     }
 
     /// Which listener a context is for.
     enum Listener: Sendable { case https, grpc }
 
     private let names: [String]
+    private let servesGRPC: Bool
     private let current = Mutex<Current?>(nil)
 
-    init(names: [String]) { self.names = names }
+    /// - Parameter servesGRPC: whether to keep an `h2` context too (`--grpc-listen`).
+    init(names: [String], servesGRPC: Bool = false) {
+        self.names = names
+        self.servesGRPC = servesGRPC
+    }
 
     var renewAt: Date? { current.withLock { $0?.renewAt } }
     var certificate: Certificate? { current.withLock { $0?.certificate } }
 
     /// The context for a new connection to `listener`.
     func context(_ listener: Listener = .https) throws -> NIOSSLContext {
-        guard let context = current.withLock({ current in current.map { listener == .https ? $0.https : $0.grpc } })
-        else {
+        guard let context = current.withLock({ current in listener == .https ? current?.https : current?.grpc }) else {
             throw CAError(.noActiveAuthority, reason: "no server certificate yet")
         }
         return context
@@ -71,7 +75,7 @@ public final class ServerIdentity: Sendable {
         configuration.certificateVerification = .optionalVerification
         let https = try NIOSSLContext(configuration: configuration)
         configuration.applicationProtocols = ["h2"]
-        let grpc = try NIOSSLContext(configuration: configuration)
+        let grpc = servesGRPC ? try NIOSSLContext(configuration: configuration) : nil
         // Renew halfway through what is left from now (not from the backdated notBefore), and never sooner than
         // a second from now: a certificate capped by a nearly expired intermediate must not be re-issued in a
         // loop; the intermediate's rotation brings the next long-lived one.

@@ -100,7 +100,8 @@ final class SigilAPI: Sendable {
                 throw CAError(.payloadTooLarge, reason: "declared body of \(length) bytes")
             }
             let identity = try await authenticate(
-                authorization: request.headers[.authorization], verifier: verifier, requester: &requester
+                authorization: request.headers[.authorization], audience: configuration.tokenAudience,
+                requester: &requester
             ) { try await self.peerCertificate(context) }
             try admitIdentity(identity, auditRefusal: &auditRefusal)
             let issuance = try IssuanceRequest(body: try await readBody(request), identity: identity)
@@ -201,11 +202,11 @@ final class SigilAPI: Sendable {
         return Array(buffer.readableBytesView)
     }
 
-    /// The caller's identity: from a bearer token (`authorization`, checked by `verifier`), else from the client
-    /// certificate `peerCertificate` reads, when Sigil issued it and it may still renew
+    /// The caller's identity: from a bearer token (`authorization`) for `audience`, the calling API's, else from
+    /// the client certificate `peerCertificate` reads, when Sigil issued it and it may still renew
     /// (`CertificateAuthority.renewalIdentity`).
     func authenticate(
-        authorization: String?, verifier: any TokenVerifier, requester: inout Requester,
+        authorization: String?, audience: String, requester: inout Requester,
         peerCertificate: () async throws -> [UInt8]?
     ) async throws -> SPIFFEID {
         if let authorization {
@@ -216,6 +217,10 @@ final class SigilAPI: Sendable {
             let token = String(authorization.dropFirst(prefix.count).trimmingOptionalWhitespace)
             requester.tokenHMAC = hexString(tokenMAC.authenticate(token.utf8))
             let verified = try await verifier.verify(token)
+            // The verifier accepts every configured API's audience; this API takes only tokens for its own.
+            guard verified.audiences.contains(audience) else {
+                throw CAError(.audienceMismatch, reason: "token audience does not include \(audience)")
+            }
             let identity = try verified.identity.spiffeID(in: ca.configuration.trustDomain)
             requester.actor = identity.description
             return identity

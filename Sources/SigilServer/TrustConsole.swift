@@ -349,30 +349,17 @@ final class AuditVerificationCache: Sendable {
 
     /// Walks the whole chain now and records the result.
     func walk() async {
-        var ok = true
-        var text = ""
+        var ok = false
+        let text: String
         do {
-            var verifier = AuditChainVerifier(key: AuditChainKey(auditKey: try await store.auditKey()))
-            var after: Int64 = 0
-            walk: while true {
-                let page = try await store.auditRecords(AuditQuery(afterSequence: after, limit: 10_000))
-                for record in page {
-                    if case .broken(let sequence, let reason) = verifier.check(record) {
-                        ok = false
-                        text = "Audit chain BROKEN at record \(sequence): \(reason)"
-                        break walk
-                    }
-                    after = record.sequence
-                }
-                if page.count < 10_000 { break }
-            }
-            if ok, case .valid(let count, let hash) = verifier.result {
+            switch try await store.verifyAuditChain() {
+            case .valid(let count, let hash):
+                ok = true
                 text = "Audit chain OK: \(count) records, head \(hash) (verified \(Timestamp.seconds(clock.now)))"
-            } else if ok {
-                text = "Audit chain: no result"
+            case .broken(let sequence, let reason):
+                text = "Audit chain BROKEN at record \(sequence): \(reason)"
             }
         } catch {
-            ok = false
             text = "Audit chain could not be read: \(error)"
             logger.warning("console audit verification failed", metadata: ["sigil.reason": "\(error)"])
         }

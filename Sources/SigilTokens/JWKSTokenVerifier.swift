@@ -131,8 +131,11 @@ public final class JWKSTokenVerifier: TokenVerifier {
         guard claims.iss == policy.issuer else {
             throw CAError(.tokenInvalid, reason: "token issuer is not the configured issuer")
         }
-        guard audience.contains(policy.audience) else {
-            throw CAError(.audienceMismatch, reason: "token audience does not include \(policy.audience)")
+        let audiences = policy.audiences.intersection(audience)
+        guard !audiences.isEmpty else {
+            throw CAError(
+                .audienceMismatch,
+                reason: "token audience includes none of \(policy.audiences.sorted().joined(separator: ", "))")
         }
         guard now < exp + leeway else { throw CAError(.tokenExpired, reason: "token expired") }
         if let nbf = claims.nbf, now + leeway < nbf {
@@ -149,7 +152,8 @@ public final class JWKSTokenVerifier: TokenVerifier {
         }
         return VerifiedToken(
             identity: WorkloadIdentity(namespace: namespace, serviceAccount: account),
-            expiresAt: Date(timeIntervalSince1970: exp), podName: claims.kubernetes?.pod?.name, keyID: keyID)
+            expiresAt: Date(timeIntervalSince1970: exp), audiences: audiences, podName: claims.kubernetes?.pod?.name,
+            keyID: keyID)
     }
 
     private func currentKeys() async throws -> KeySet {

@@ -6,25 +6,25 @@ import NIOSSL
 import SigilCore
 
 /// Kubernetes TokenReview (authentication.k8s.io/v1): the API server says whether a token is valid and live,
-/// which also catches tokens of deleted pods. The audience is sent in `spec.audiences`, and the answer must
-/// name it in `status.audiences` (an answer without audiences means "the API server's own audience", which
-/// is not ours). A review is trusted until the token's `exp` or for `assumedLifetime`, whichever comes first.
+/// which also catches tokens of deleted pods. The audiences are sent in `spec.audiences`, and the answer must
+/// name at least one of them in `status.audiences` (an answer without audiences means "the API server's own
+/// audience", which is not ours). A review is trusted until the token's `exp` or for `assumedLifetime`, whichever comes first.
 public struct TokenReviewVerifier: TokenVerifier {
     let url: String
     let credentialFile: String?
-    let audience: String
+    let audiences: [String]
     let client: HTTPClient
     let clock: any WallClock
     /// The longest a review is trusted (the caching layer keys on this); a token expiring sooner ends it sooner.
     let assumedLifetime: Duration
 
     public init(
-        url: String, credentialFile: String?, audience: String, client: HTTPClient, clock: any WallClock,
+        url: String, credentialFile: String?, audiences: Set<String>, client: HTTPClient, clock: any WallClock,
         assumedLifetime: Duration = .seconds(60)
     ) {
         self.url = url
         self.credentialFile = credentialFile
-        self.audience = audience
+        self.audiences = audiences.sorted()
         self.client = client
         self.clock = clock
         self.assumedLifetime = assumedLifetime
@@ -63,7 +63,7 @@ public struct TokenReviewVerifier: TokenVerifier {
             let bearer = String(decoding: credential, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
         }
-        let body = try JSONEncoder().encode(Review(spec: .init(token: token, audiences: [audience]), status: nil))
+        let body = try JSONEncoder().encode(Review(spec: .init(token: token, audiences: audiences), status: nil))
         request.body = .bytes(ByteBuffer(bytes: body))
         let response: HTTPClientResponse
         do {
@@ -81,8 +81,10 @@ public struct TokenReviewVerifier: TokenVerifier {
         guard status.authenticated == true, let username = status.user?.username else {
             throw CAError(.tokenInvalid, reason: "TokenReview: not authenticated")
         }
-        guard let audiences = status.audiences, audiences.contains(audience) else {
-            throw CAError(.audienceMismatch, reason: "TokenReview: audience \(audience) not granted")
+        let granted = Set(audiences).intersection(status.audiences ?? [])
+        guard !granted.isEmpty else {
+            throw CAError(
+                .audienceMismatch, reason: "TokenReview: none of \(audiences.joined(separator: ", ")) granted")
         }
         let parts = username.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 4, parts[0] == "system", parts[1] == "serviceaccount" else {
@@ -93,7 +95,8 @@ public struct TokenReviewVerifier: TokenVerifier {
         if let exp = Self.unverifiedExpiry(token) { expiresAt = min(expiresAt, exp) }
         return VerifiedToken(
             identity: WorkloadIdentity(namespace: String(parts[2]), serviceAccount: String(parts[3])),
-            expiresAt: expiresAt, podName: status.user?.extra?["authentication.kubernetes.io/pod-name"]?.first)
+            expiresAt: expiresAt, audiences: granted,
+            podName: status.user?.extra?["authentication.kubernetes.io/pod-name"]?.first)
     }
 
     /// The `exp` of a JWT the API server has just authenticated (so reading it unverified is safe): a review

@@ -10,10 +10,17 @@ public struct VerifiedToken: Sendable, Equatable {
     /// The `kid` of the key that verified it (JWKS sources), so a cached verification ends when that key
     /// leaves the issuer's JWKS.
     public let keyID: String?
+    /// Which of the configured audiences the token is for: each API serves it only if its own is among them (the
+    /// HTTPS API `sigil`, Istio's CA API `istio-ca`), so one verification, cached once, serves both.
+    public let audiences: Set<String>
 
-    public init(identity: WorkloadIdentity, expiresAt: Date, podName: String? = nil, keyID: String? = nil) {
+    public init(
+        identity: WorkloadIdentity, expiresAt: Date, audiences: Set<String>, podName: String? = nil,
+        keyID: String? = nil
+    ) {
         self.identity = identity
         self.expiresAt = expiresAt
+        self.audiences = audiences
         self.podName = podName
         self.keyID = keyID
     }
@@ -43,19 +50,19 @@ public protocol JWKSSource: Sendable {
 public struct TokenPolicy: Sendable, Equatable {
     /// Required `iss`.
     public var issuer: String
-    /// A value `aud` must contain. Default `sigil`.
-    public var audience: String
+    /// `aud` must contain at least one of these. Default `sigil`.
+    public var audiences: Set<String>
     /// Clock skew allowed on `exp`, `nbf` and `iat`. Default 60 s (the most the design allows).
     public var leeway: Duration
     /// Shortest interval between two JWKS refreshes caused by unknown `kid`s. Default 30 s.
     public var refreshInterval: Duration
 
     public init(
-        issuer: String, audience: String = "sigil", leeway: Duration = .seconds(60),
+        issuer: String, audiences: Set<String> = ["sigil"], leeway: Duration = .seconds(60),
         refreshInterval: Duration = .seconds(30)
     ) {
         self.issuer = issuer
-        self.audience = audience
+        self.audiences = audiences
         self.leeway = min(leeway, .seconds(60))
         self.refreshInterval = refreshInterval
     }

@@ -61,37 +61,6 @@ func openAuditStore(_ options: DataDirectoryOption) async throws -> any SigilSto
     try await options.openStore()
 }
 
-/// Calls `body` with every record matching `query` after `afterSequence`, in order, a page at a time;
-/// returns the last sequence seen (or `afterSequence`).
-@discardableResult
-func forEachAuditRecord(
-    _ store: any SigilStoreBackend, after afterSequence: Int64 = 0, _ query: (Int64) throws -> AuditQuery,
-    _ body: (AuditRecord) throws -> Void
-) async throws -> Int64 {
-    var after = afterSequence
-    while true {
-        let page = try await store.auditRecords(try query(after))
-        for record in page { try body(record) }
-        guard let last = page.last else { return after }
-        after = last.sequence
-        if page.count < AuditFilterOptions.pageSize { return after }
-    }
-}
-
-/// The newest `count` records matching `query`, oldest first, and the last sequence seen.
-func newestAuditRecords(
-    _ store: any SigilStoreBackend, _ query: (Int64) throws -> AuditQuery, count: Int
-) async throws -> (records: [AuditRecord], lastSequence: Int64) {
-    let count = max(count, 0)
-    var records: [AuditRecord] = []
-    let last = try await forEachAuditRecord(store, query) { record in
-        records.append(record)
-        // Trim in batches so that keeping the newest N of a long chain stays linear.
-        if records.count >= 2 * max(count, 1) { records.removeFirst(records.count - count) }
-    }
-    return (Array(records.suffix(count)), last)
-}
-
 struct AuditListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List audit records (newest last).")
     @OptionGroup var data: DataDirectoryOption
@@ -101,7 +70,7 @@ struct AuditListCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await openAuditStore(data)
-        let records = try await newestAuditRecords(store, { try filter.query(afterSequence: $0) }, count: limit).records
+        let records = try await store.newestAuditRecords(try filter.query(afterSequence: 0), count: limit).records
         if json {
             for record in records { print(record.jsonLine) }
             return
@@ -156,21 +125,19 @@ struct AuditVerifyCommand: AsyncParsableCommand {
             anchored = nil
         }
         let store = try await openAuditStore(data)
-        var verifier = AuditChainVerifier(key: AuditChainKey(auditKey: try await store.auditKey()))
         var anchoredRecord: AuditRecord? = nil
         var last: Int64 = 0
-        try await forEachAuditRecord(store, { AuditQuery(afterSequence: $0, limit: AuditFilterOptions.pageSize) }) {
-            record in
-            if case .broken(let sequence, let reason) = verifier.check(record) {
-                throw CLIError("audit_chain_broken", "record \(sequence): \(reason)")
-            }
+        let verification = try await store.verifyAuditChain(pageSize: AuditFilterOptions.pageSize) { record in
             if record.sequence == anchored?.sequence { anchoredRecord = record }
             last = record.sequence
+        }
+        if case .broken(let sequence, let reason) = verification {
+            throw CLIError("audit_chain_broken", "record \(sequence): \(reason)")
         }
         if let anchored, let problem = anchored.problem(in: anchoredRecord, lastSequence: last) {
             throw CLIError("audit_chain_broken", problem)
         }
-        if case .valid(let count, let hash) = verifier.result {
+        if case .valid(let count, let hash) = verification {
             print(
                 "audit chain OK: \(count) records, head \(hash)"
                     + (anchored.map { "; anchored head \($0.sequence) is in the chain" } ?? ""))
@@ -213,7 +180,7 @@ struct AuditExportCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try await openAuditStore(data)
-        try await forEachAuditRecord(store, { try filter.query(afterSequence: $0) }) { print($0.jsonLine) }
+        try await store.forEachAuditRecord({ try filter.query(afterSequence: $0) }) { print($0.jsonLine) }
     }
 }
 
@@ -228,8 +195,7 @@ struct AuditTailCommand: AsyncParsableCommand {
     func run() async throws {
         let store = try await openAuditStore(data)
         let clock = SystemClock()
-        var (existing, after) = try await newestAuditRecords(
-            store, { try filter.query(afterSequence: $0) }, count: lines)
+        var (existing, after) = try await store.newestAuditRecords(try filter.query(afterSequence: 0), count: lines)
         func show(_ record: AuditRecord) {
             let event = record.event
             print(
@@ -242,7 +208,7 @@ struct AuditTailCommand: AsyncParsableCommand {
         existing.forEach(show)
         while !Task.isCancelled {
             try await clock.sleep(until: clock.now + .milliseconds(500))
-            after = try await forEachAuditRecord(store, after: after, { try filter.query(afterSequence: $0) }) {
+            after = try await store.forEachAuditRecord(after: after, { try filter.query(afterSequence: $0) }) {
                 show($0)
             }
             fflush(nil)

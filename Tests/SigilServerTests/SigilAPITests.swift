@@ -25,7 +25,8 @@ struct SigilAPITests {
         let tokens: [String: WorkloadIdentity]
         func verify(_ token: String) async throws -> VerifiedToken {
             guard let identity = tokens[token] else { throw CAError(.tokenInvalid, reason: "unknown test token") }
-            return VerifiedToken(identity: identity, expiresAt: TestPKI.referenceDate + .seconds(3600))
+            return VerifiedToken(
+                identity: identity, expiresAt: TestPKI.referenceDate + .seconds(3600), audiences: ["sigil"])
         }
     }
 

@@ -62,6 +62,24 @@ struct TrustConsoleTests {
         #expect(page.contains("<script src=\"/ui/assets/console.js\" defer></script>"))
     }
 
+    @Test("the activity chart has a bar per minute with its count, and the codes of the denials")
+    func activity() {
+        let now = TestPKI.referenceDate
+        let since = now - .seconds(3600)
+        let minute = now.microsecondsSince1970 / 60_000_000
+        let page = ConsolePages.activity(
+            [
+                AuditCount(minute: minute, action: .issue, code: nil, count: 2),
+                AuditCount(minute: minute, action: .renew, code: nil, count: 1),
+                AuditCount(minute: minute, action: .deny, code: "token_expired", count: 4),
+            ], latestDenials: [], since: since, now: now)
+        let at = Timestamp.seconds(Date(timeIntervalSince1970: Double(minute * 60)))
+        #expect(page.contains("<title>\(at): 3 issued</title>"))
+        #expect(page.contains("<title>\(at): 4 denied</title>"))
+        #expect(page.contains("data-issued=\"3\" data-denied=\"4\""))
+        #expect(page.contains("<tr data-code=\"token_expired\">"))
+    }
+
     @Test("the timeline places the planner's marks and one bar per authority")
     func timeline() {
         let start = TestPKI.referenceDate

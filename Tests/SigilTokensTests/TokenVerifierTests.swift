@@ -73,7 +73,21 @@ struct TokenVerifierTests {
         claims.aud = .list(["https://kubernetes.default.svc", "vault"])
         await expectCAError(.audienceMismatch) { try await verifier.verify(issuer.sign(claims)) }
         claims.aud = .list(["vault", "sigil"])
-        _ = try await verifier.verify(issuer.sign(claims))
+        #expect(try await verifier.verify(issuer.sign(claims)).audiences == ["sigil"])
+    }
+
+    @Test("with several audiences configured, a token for any of them verifies and says which it is for")
+    func severalAudiences() async throws {
+        let both = JWKSTokenVerifier(
+            policy: TokenPolicy(issuer: TokenIssuer.issuer, audiences: ["sigil", "istio-ca"]), source: source,
+            clock: clock)
+        var claims = claims()
+        claims.aud = .list(["istio-ca", "vault"])
+        #expect(try await both.verify(issuer.sign(claims)).audiences == ["istio-ca"])
+        claims.aud = .list(["istio-ca", "sigil"])
+        #expect(try await both.verify(issuer.sign(claims)).audiences == ["sigil", "istio-ca"])
+        claims.aud = .list(["vault"])
+        await expectCAError(.audienceMismatch) { try await both.verify(issuer.sign(claims)) }
     }
 
     @Test(
@@ -229,7 +243,7 @@ struct CachingTokenVerifierTests {
             }
             return VerifiedToken(
                 identity: WorkloadIdentity(namespace: "default", serviceAccount: token),
-                expiresAt: CachingTokenVerifierTests.now + .seconds(seconds))
+                expiresAt: CachingTokenVerifierTests.now + .seconds(seconds), audiences: ["sigil"])
         }
     }
 
